@@ -1,0 +1,114 @@
+"""The limits interface that every backend implements.
+
+Connections are counted as *leases*: a session that is admitted holds a slot
+in the server-wide count and its IP's count until it is released; a session
+that logs in also holds a slot in its user's count until logout or release.
+Backends that outlive processes (Redis) make leases crash-safe; see
+:mod:`.redis_backend`.
+
+Bandwidth is limited by token buckets with *reservation* semantics: a caller
+reserves ``amount`` bytes from one or more buckets and is told how long to wait
+before moving them. A bucket may go into debt (that is what makes the wait
+positive) but never holds more credit than its burst, so idle time cannot
+build up an unbounded burst.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Bucket", "BackendStats", "ConnectionCaps", "LimitsBackend", "Refusal"]
+
+#: Burst of every bucket, in seconds of its rate ("at most one second").
+BURST_SECONDS = 0.25
+
+
+class Refusal(enum.Enum):
+    """Why a session or login was refused; the FTP layer picks the reply code."""
+
+    SERVER_FULL = "too many connections to this server"  # 421 at connect
+    IP_FULL = "too many connections from your address"  # 421 at connect
+    USER_FULL = "too many connections for this user"  # 530 at login
+    UNAVAILABLE = "service temporarily unavailable"  # 421: limits backend down, fail closed
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCaps:
+    """The connection limits a session is admitted against (``None``: no limit)."""
+
+    server: int | None = None
+    per_ip: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A shared token bucket: ``key`` names it within the backend's namespace.
+
+    Keys used by the worker: ``"server:read"``, ``"server:write"``,
+    ``"user:<login>:read"``, ``"user:<login>:write"``.
+    """
+
+    key: str
+    rate: int  # bytes per second, > 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStats:
+    """Counters for ``ftp-cluster status`` and the benchmark."""
+
+    healthy: bool
+    commands_sent: int  # requests sent to the backing store (0 for in-process)
+    sessions: int  # sessions this backend instance holds leases for
+
+
+class LimitsBackend(abc.ABC):
+    """Admission and bandwidth for the sessions of one worker process.
+
+    Session ids are unique within one backend instance; a backend that is
+    shared between processes qualifies them with its own worker identity.
+    All methods are called from the worker's event loop.
+    """
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and start background work (lease refresh); idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything this instance holds and stop background work."""
+
+    @abc.abstractmethod
+    async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
+        """Take a server-wide and a per-IP slot for a new session, or say why not."""
+
+    @abc.abstractmethod
+    async def login(self, session_id: str, user: str, maximum: int | None) -> Refusal | None:
+        """Take a slot in ``user``'s count (``maximum=None``: count, never refuse).
+
+        A session that is already logged in first gives up its previous user slot.
+        """
+
+    @abc.abstractmethod
+    async def logout(self, session_id: str) -> None:
+        """Give up the session's user slot, keep its connection slots."""
+
+    @abc.abstractmethod
+    async def release(self, session_id: str) -> None:
+        """Give up every slot the session holds; unknown ids are ignored."""
+
+    @abc.abstractmethod
+    async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
+        """Reserve ``amount`` bytes from every bucket; seconds to wait before moving them."""
+
+    @abc.abstractmethod
+    def chunk_size(self, rate: int) -> int:
+        """How many bytes one ``reserve`` should cover at ``rate`` bytes/s.
+
+        In-process reservations are cheap; remote ones are batched so that a
+        transfer does not pay a round trip per packet.
+        """
+
+    @abc.abstractmethod
+    def stats(self) -> BackendStats:
+        """Current counters (cheap, no I/O)."""

@@ -1,0 +1,154 @@
+"""Users and permissions, with aioftp's names and semantics.
+
+A :class:`User` without a login is the anonymous account: it accepts any login
+name that no other user has. A user whose password is ``None`` accepts any
+password. Permissions resolve by the longest matching virtual path prefix,
+compared component by component (``/pub`` covers ``/pub/x`` but not ``/public``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ftp_cluster.shared.passwords import verify_password
+
+__all__ = ["NO_ACCESS", "Permission", "User", "UserTable"]
+
+
+def _virtual(path: str | PurePosixPath) -> PurePosixPath:
+    p = PurePosixPath(path)
+    if not p.is_absolute():
+        raise ValueError(f"virtual path must be absolute: {str(path)!r}")
+    return p
+
+
+@dataclass(frozen=True, init=False)
+class Permission:
+    """Read/write rights on a virtual path and everything below it."""
+
+    path: PurePosixPath
+    readable: bool
+    writable: bool
+
+    def __init__(
+        self, path: str | PurePosixPath = "/", *, readable: bool = True, writable: bool = True
+    ) -> None:
+        object.__setattr__(self, "path", _virtual(path))
+        object.__setattr__(self, "readable", readable)
+        object.__setattr__(self, "writable", writable)
+
+    def covers(self, path: PurePosixPath) -> bool:
+        """True if ``path`` is this permission's path or lies below it."""
+        return path == self.path or self.path in path.parents
+
+
+NO_ACCESS = Permission("/", readable=False, writable=False)
+
+
+@dataclass(frozen=True, init=False)
+class User:
+    """An account: credentials, home, permissions and per-user limits.
+
+    ``base_path`` is the real directory behind the virtual ``/`` for this user;
+    ``None`` means "the server's root" (the current directory for a library
+    server, ``[server] root`` for a cluster).
+    """
+
+    login: str | None
+    password: str | None
+    password_hash: str | None
+    base_path: Path | None
+    home_path: PurePosixPath
+    permissions: tuple[Permission, ...]
+    maximum_connections: int | None
+    read_speed_limit: int | None
+    write_speed_limit: int | None
+    read_speed_limit_per_connection: int | None
+    write_speed_limit_per_connection: int | None
+    _ordered: tuple[Permission, ...] = field(repr=False, compare=False)
+
+    def __init__(
+        self,
+        login: str | None = None,
+        password: str | None = None,
+        *,
+        password_hash: str | None = None,
+        base_path: str | Path | None = None,
+        home_path: str | PurePosixPath = "/",
+        permissions: Iterable[Permission] | None = None,
+        maximum_connections: int | None = None,
+        read_speed_limit: int | None = None,
+        write_speed_limit: int | None = None,
+        read_speed_limit_per_connection: int | None = None,
+        write_speed_limit_per_connection: int | None = None,
+    ) -> None:
+        perms = tuple(permissions) if permissions is not None else (Permission(),)
+        values = {
+            "login": login,
+            "password": password,
+            "password_hash": password_hash,
+            "base_path": Path(base_path) if base_path is not None else None,
+            "home_path": _virtual(home_path),
+            "permissions": perms,
+            "maximum_connections": maximum_connections,
+            "read_speed_limit": read_speed_limit,
+            "write_speed_limit": write_speed_limit,
+            "read_speed_limit_per_connection": read_speed_limit_per_connection,
+            "write_speed_limit_per_connection": write_speed_limit_per_connection,
+            # Longest path first, so the first cover found is the most specific.
+            "_ordered": tuple(sorted(perms, key=lambda p: len(p.path.parts), reverse=True)),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.login is None
+
+    @property
+    def key(self) -> str:
+        """Stable name for per-user limits; every anonymous login shares one."""
+        return self.login if self.login is not None else "<anonymous>"
+
+    def permission_for(self, path: PurePosixPath) -> Permission:
+        """The most specific permission covering ``path``, or no access at all."""
+        for permission in self._ordered:
+            if permission.covers(path):
+                return permission
+        return NO_ACCESS
+
+    def check_password(self, candidate: str) -> bool:
+        """Constant-time check; a user with neither password nor hash accepts any."""
+        if self.password_hash is not None:
+            return verify_password(candidate, self.password_hash)
+        if self.password is None:
+            return True
+        return hmac.compare_digest(candidate.encode(), self.password.encode())
+
+
+class UserTable:
+    """Login-name lookup: exact logins first, then the anonymous account."""
+
+    def __init__(self, users: Sequence[User]) -> None:
+        self._by_login: dict[str, User] = {}
+        self._anonymous: User | None = None
+        for user in users:
+            if user.login is None:
+                if self._anonymous is not None:
+                    raise ValueError("more than one anonymous user (a user without login)")
+                self._anonymous = user
+            elif user.login in self._by_login:
+                raise ValueError(f"duplicate login {user.login!r}")
+            else:
+                self._by_login[user.login] = user
+
+    def find(self, login: str) -> User | None:
+        return self._by_login.get(login, self._anonymous)
+
+    @property
+    def users(self) -> tuple[User, ...]:
+        anonymous = (self._anonymous,) if self._anonymous is not None else ()
+        return (*self._by_login.values(), *anonymous)

@@ -1,0 +1,58 @@
+"""What every control connection of one server shares."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.settings import ServerSettings
+from ftp_cluster.shared.users import User
+from ftp_cluster.worker.datachannel import PortPool
+from ftp_cluster.worker.pathio.base import AbstractPathIO
+from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.transfer import Counters
+
+if TYPE_CHECKING:
+    from ftp_cluster.worker.connection import ControlConnection
+
+__all__ = ["WorkerContext"]
+
+
+@dataclass(slots=True, eq=False)
+class WorkerContext:
+    """Settings, back ends and bookkeeping of one server, shared by its sessions."""
+
+    settings: ServerSettings
+    options: SessionOptions
+    path_io: AbstractPathIO
+    limits: LimitsBackend
+    roots: dict[str, PurePosixPath]
+    ports: PortPool
+    caps: ConnectionCaps
+    counters: Counters = field(default_factory=Counters)
+    connections: set[ControlConnection] = field(default_factory=set)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+    draining: bool = False
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_session_id(self) -> str:
+        return str(next(self._ids))
+
+    def root_for(self, user: User) -> PurePosixPath:
+        return self.roots[user.key]
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run bookkeeping (limit releases) that must finish even if its session is gone."""
+        self.track(coroutine)
+
+    def track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task that ``wait_closed`` waits for."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task

@@ -1,0 +1,120 @@
+"""Data connections: passive listeners (with a port pool) and active connects.
+
+A passive listener accepts exactly one connection, and only from the control
+connection's peer address: a connection from anywhere else is a stolen data
+connection, closed at once while the listener keeps waiting for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+
+from ftp_cluster.worker.protocol.session import normalise_host
+
+__all__ = ["NoFreePort", "PassiveListener", "PortPool", "connect_active"]
+
+log = logging.getLogger("ftp_cluster.worker")
+
+
+class NoFreePort(OSError):
+    """Every port of the passive range is in use."""
+
+
+class PortPool:
+    """Binds passive listeners inside a port range, or on a kernel-chosen port."""
+
+    def __init__(self, ports: range | None) -> None:
+        self._ports = ports
+        self._cursor = 0
+
+    def bind(self, host: str) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if self._ports is None:
+            return _listen(family, host, 0)
+        count = len(self._ports)
+        for attempt in range(count):
+            port = self._ports[(self._cursor + attempt) % count]
+            try:
+                sock = _listen(family, host, port)
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue
+                raise
+            self._cursor = (self._cursor + attempt + 1) % count
+            return sock
+        raise NoFreePort(errno.EADDRINUSE, "no free passive port")
+
+
+def _listen(family: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(8)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class PassiveListener:
+    """One PASV/EPSV listener and the single data connection it yields."""
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self._sock = sock
+        self._peer = normalise_host(peer)
+        self.port: int = sock.getsockname()[1]
+        self._task: asyncio.Task[socket.socket] = asyncio.get_running_loop().create_task(
+            self._accept()
+        )
+
+    async def _accept(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                conn, address = await loop.sock_accept(self._sock)
+                if normalise_host(address[0]) == self._peer:
+                    conn.setblocking(False)
+                    return conn
+                log.warning(
+                    "refused data connection from %s (session peer is %s)", address[0], self._peer
+                )
+                conn.close()
+        finally:
+            self._sock.close()
+
+    async def connection(self, timeout: float | None) -> socket.socket:
+        """The client's data connection; raises TimeoutError if it does not come."""
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(self._task)
+
+    def close(self) -> None:
+        """Close the listener, and the data connection if it came but was not used."""
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is None:
+            self._task.result().close()
+        self._task.cancel()
+        self._sock.close()
+
+
+async def connect_active(
+    host: str, port: int, local_host: str, timeout: float | None
+) -> socket.socket:
+    """Connect to the client's PORT/EPRT address from the control connection's address."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.bind((local_host, 0))
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,39 @@
+"""FTP replies: a code and one or more lines of text, and their wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply. Several lines become an RFC 959 multi-line reply."""
+
+    code: int
+    lines: tuple[str, ...]
+
+    @classmethod
+    def of(cls, code: int, *lines: str) -> Reply:
+        return cls(code, lines or ("",))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def encode(self) -> bytes:
+        # Carriage returns and line feeds inside a line would let a file name
+        # forge a reply; they are replaced, never sent raw.
+        clean = [line.replace("\r", " ").replace("\n", " ") for line in self.lines]
+        if len(clean) == 1:
+            return f"{self.code} {clean[0]}\r\n".encode("utf-8", "surrogateescape")
+        head = [f"{self.code}-{clean[0]}"]
+        # Middle lines start with a space so no line can be mistaken for the end.
+        body = [f" {line}" for line in clean[1:-1]]
+        tail = [f"{self.code} {clean[-1]}"]
+        return ("\r\n".join(head + body + tail) + "\r\n").encode("utf-8", "surrogateescape")
+
+    @property
+    def is_positive_preliminary(self) -> bool:
+        return 100 <= self.code < 200

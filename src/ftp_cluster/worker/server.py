@@ -1,0 +1,205 @@
+"""The FTP server one process runs, with aioftp's API.
+
+>>> server = Server(users, path_io_factory=MemoryPathIO, maximum_connections=10)
+>>> await server.start("127.0.0.1", 2121)
+>>> server.close(); await server.wait_closed()
+
+A cluster worker instead hands over the supervisor's already-bound listening
+socket: ``await server.serve([sock])``; ``stop_accepting`` and ``drain`` give
+a graceful stop or reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.limits.local import LocalLimits
+from ftp_cluster.shared.settings import ClusterConfig, ServerSettings
+from ftp_cluster.shared.users import User, UserTable
+from ftp_cluster.worker.connection import ControlConnection
+from ftp_cluster.worker.context import WorkerContext
+from ftp_cluster.worker.datachannel import PortPool
+from ftp_cluster.worker.pathio.base import AbstractPathIO
+from ftp_cluster.worker.pathio.local import PathIO
+from ftp_cluster.worker.protocol.session import SessionOptions
+
+__all__ = ["Server", "ServerStats"]
+
+PathIOFactory = Callable[..., AbstractPathIO]
+_SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(ServerSettings))
+_BACKLOG = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStats:
+    sessions: int
+    bytes_read: int
+    bytes_written: int
+    started: float
+
+
+def _settings(base: ServerSettings | None, options: dict[str, Any]) -> ServerSettings:
+    """aioftp-style keyword arguments, checked against :class:`ServerSettings`."""
+    if "data_ports" in options:
+        ports = options.pop("data_ports")
+        options["passive_ports"] = (ports[0], ports[-1]) if ports else None
+    unknown = set(options) - _SETTING_NAMES
+    if unknown:
+        raise TypeError(f"unknown Server option(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(base or ServerSettings(), **options)
+
+
+def _sockets(server: asyncio.AbstractServer) -> Sequence[socket.socket]:
+    # Both asyncio's and uvloop's servers have ``sockets``; the ABC does not say so.
+    sockets: Sequence[socket.socket] = getattr(server, "sockets", ())
+    return sockets
+
+
+class Server:
+    """An FTP server running in the caller's event loop.
+
+    ``users``: the accounts (default: one anonymous user with read and write
+    access to ``/``, which is the current directory). ``path_io_factory`` is
+    called once, with ``timeout=path_timeout``. ``limits`` is the limits
+    back end (default: in-process). Every other keyword is a
+    :class:`~ftp_cluster.shared.settings.ServerSettings` field (aioftp's
+    ``maximum_connections``, ``read_speed_limit``, ``socket_timeout``,
+    ``idle_timeout``, ``wait_future_timeout``, ``path_timeout``, ...) or
+    ``data_ports`` (a range of passive ports).
+    """
+
+    def __init__(
+        self,
+        users: Sequence[User] | None = None,
+        path_io_factory: PathIOFactory = PathIO,
+        *,
+        limits: LimitsBackend | None = None,
+        settings: ServerSettings | None = None,
+        **options: Any,
+    ) -> None:
+        self.settings = _settings(settings, options)
+        self.users = UserTable(users if users is not None else (User(),))
+        self.path_io = path_io_factory(timeout=self.settings.path_timeout)
+        self.limits = limits if limits is not None else LocalLimits()
+        self._ctx = WorkerContext(
+            settings=self.settings,
+            options=SessionOptions(
+                users=self.users,
+                welcome_message=self.settings.welcome_message,
+                system_type=self.settings.system_type,
+            ),
+            path_io=self.path_io,
+            limits=self.limits,
+            roots=self._roots(),
+            ports=PortPool(self.settings.data_ports),
+            caps=ConnectionCaps(
+                server=self.settings.maximum_connections,
+                per_ip=self.settings.maximum_connections_per_ip,
+            ),
+        )
+        self._servers: list[asyncio.AbstractServer] = []
+        self._started = time.time()
+        self._closed = asyncio.Event()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ClusterConfig,
+        *,
+        limits: LimitsBackend,
+        path_io_factory: PathIOFactory = PathIO,
+    ) -> Server:
+        """A server for a cluster worker, from a loaded configuration."""
+        users = config.users or (User(),)
+        return cls(users, path_io_factory, limits=limits, settings=config.server)
+
+    def _roots(self) -> dict[str, PurePosixPath]:
+        default = Path(self.settings.root)
+        return {
+            user.key: self.path_io.real_root(user.base_path or default) for user in self.users.users
+        }
+
+    # -- running ------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int = 0) -> None:
+        """Bind ``host:port`` (default: the settings') and start accepting."""
+        host = host if host is not None else self.settings.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        await self.serve([sock])
+
+    async def serve(self, sockets: Sequence[socket.socket]) -> None:
+        """Accept on already-bound, listening sockets (the supervisor's slots)."""
+        await self.limits.start()
+        loop = asyncio.get_running_loop()
+        for sock in sockets:
+            server = await loop.create_server(
+                lambda: ControlConnection(self._ctx), sock=sock, backlog=_BACKLOG
+            )
+            self._servers.append(server)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (to learn the bound port)."""
+        return [sock for server in self._servers for sock in _sockets(server)]
+
+    def stop_accepting(self) -> None:
+        """Close this process's listening sockets; sessions go on."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful stop: 421 to idle sessions now, to busy ones when done or at ``timeout``."""
+        self.stop_accepting()
+        self._ctx.draining = True
+        for connection in list(self._ctx.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + timeout
+        while self._ctx.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(self._ctx.connections):
+            connection.abort()
+
+    def close(self) -> None:
+        """Stop accepting and drop every session now (``wait_closed`` to finish)."""
+        self.stop_accepting()
+        self._ctx.draining = True
+        for connection in list(self._ctx.connections):
+            connection.abort()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait for sessions, limit releases and the limits back end to finish."""
+        await self._closed.wait()
+        while self._ctx.connections or self._ctx.background:
+            if self._ctx.background:
+                await asyncio.wait(list(self._ctx.background), timeout=1.0)
+            else:
+                await asyncio.sleep(0.01)
+        await self.limits.close()
+
+    def stats(self) -> ServerStats:
+        counters = self._ctx.counters
+        return ServerStats(
+            sessions=len(self._ctx.connections),
+            bytes_read=counters.bytes_read,
+            bytes_written=counters.bytes_written,
+            started=self._started,
+        )

@@ -1,0 +1,278 @@
+"""Moving bytes over a data connection: downloads, uploads and listings.
+
+Downloads from real files use ``os.sendfile`` straight from the page cache
+into the socket; uploads ``recv_into`` one reusable buffer. Progress feeds a
+watchdog (``socket_timeout`` without a byte moved ends the transfer), the
+server's counters, and the throttle, which is asked once per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ftp_cluster.worker.datachannel import PassiveListener, connect_active
+from ftp_cluster.worker.filesystem import UserFileSystem, failure_from
+from ftp_cluster.worker.pathio.base import Download, FileInfo, Upload, UploadMode
+from ftp_cluster.worker.protocol import listing
+from ftp_cluster.worker.protocol.replies import Reply
+from ftp_cluster.worker.protocol.requests import Done, Failed, Failure, Outcome, Transfer
+from ftp_cluster.worker.protocol.session import Session
+from ftp_cluster.worker.throttle import Throttle
+
+__all__ = ["Counters", "TransferJob"]
+
+_UPLOAD_BUFFER = 256 * 1024
+_MEMORY_READ = 256 * 1024
+
+
+@dataclass(slots=True)
+class Counters:
+    """Bytes moved; one instance per server, shared by its sessions."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+class _Watchdog:
+    """Cancels a task that moves no byte for ``timeout`` seconds."""
+
+    __slots__ = ("_handle", "_last", "_progress", "_task", "_timeout", "fired")
+
+    def __init__(self, timeout: float | None, progress: Callable[[], int]) -> None:
+        self._timeout = timeout
+        self._progress = progress
+        self._task = asyncio.current_task()
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = -1
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        self._arm()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _arm(self) -> None:
+        if self._timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._handle = loop.call_later(self._timeout, self._check)
+
+    def _check(self) -> None:
+        moved = self._progress()
+        if moved == self._last and self._task is not None:
+            self.fired = True
+            self._task.cancel()
+            return
+        self._last = moved
+        self._arm()
+
+
+@dataclass(slots=True)
+class TransferJob:
+    """One transfer's resources: everything it needs from its connection."""
+
+    request: Transfer
+    session: Session
+    fs: UserFileSystem
+    throttle: Throttle
+    counters: Counters
+    send_reply: Callable[[Reply], None]
+    passive: PassiveListener | None
+    local_host: str
+    wait_timeout: float | None
+    socket_timeout: float | None
+    moved: int = 0
+
+    async def run(self) -> Outcome:
+        """Open the source or target, then connect and move; never raises OSError."""
+        request = self.request
+        try:
+            real = await self.fs.real(request.path)
+            if request.is_listing:
+                payload = await self._listing(real)
+                return await self._connected(lambda sock: self._send_bytes(sock, payload))
+            if request.is_upload:
+                upload = await self.fs.path_io.open_upload(real, self._mode(), request.offset)
+                return await self._upload(upload)
+            download = await self.fs.path_io.open_download(real, request.offset)
+        except OSError as error:
+            return failure_from(error)
+        try:
+            return await self._connected(lambda sock: self._download(sock, download))
+        finally:
+            await download.close()
+
+    def _mode(self) -> UploadMode:
+        if self.request.kind == "APPE":
+            return "append"
+        return "offset" if self.request.offset else "replace"
+
+    async def _upload(self, upload: Upload) -> Outcome:
+        committed = False
+        try:
+            outcome = await self._connected(lambda sock: self._receive(sock, upload))
+            if isinstance(outcome, Done):
+                await upload.commit()
+                committed = True
+            return outcome
+        except OSError as error:
+            return failure_from(error)
+        finally:
+            if not committed:
+                await upload.abort()
+
+    async def _connected(self, move: Callable[[socket.socket], Awaitable[None]]) -> Outcome:
+        """Send the preliminary reply, get the data connection, run ``move`` on it."""
+        self.send_reply(self.request.preliminary)
+        try:
+            sock = await self._data_socket()
+        except (OSError, TimeoutError):
+            return Failed(Failure.NO_DATA_CONNECTION)
+        try:
+            with _Watchdog(self.socket_timeout, lambda: self.moved) as dog:
+                try:
+                    await move(sock)
+                except asyncio.CancelledError:
+                    if not dog.fired:
+                        raise
+                    _uncancel()
+                    return Failed(Failure.TIMEOUT)
+        except (ConnectionError, BrokenPipeError):
+            return Failed(Failure.CONNECTION_LOST)
+        finally:
+            sock.close()
+        return Done()
+
+    async def _data_socket(self) -> socket.socket:
+        endpoint = self.request.endpoint
+        if endpoint.passive:
+            if self.passive is None:
+                raise ConnectionError("no passive listener")
+            return await self.passive.connection(self.wait_timeout)
+        return await connect_active(
+            endpoint.host, endpoint.port, self.local_host, self.wait_timeout
+        )
+
+    # -- the movers ---------------------------------------------------------
+
+    async def _download(self, sock: socket.socket, download: Download) -> None:
+        fd = download.fileno()
+        if fd is None:
+            await self._download_buffered(sock, download)
+            return
+        offset = self.request.offset
+        throttle = self.throttle
+        while True:
+            if not throttle.unlimited:
+                await throttle.pace(throttle.chunk)
+            sent = await self._sendfile(sock, fd, offset, throttle.chunk)
+            offset += sent
+            if sent < throttle.chunk:
+                return
+
+    async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int) -> int:
+        loop = asyncio.get_running_loop()
+        out = sock.fileno()
+        done = 0
+        while done < count:
+            try:
+                sent = os.sendfile(out, fd, offset + done, count - done)
+            except BlockingIOError:
+                await _writable(loop, sock)
+                continue
+            if sent == 0:
+                break
+            done += sent
+            self._moved(sent, upload=False)
+        return done
+
+    async def _download_buffered(self, sock: socket.socket, download: Download) -> None:
+        loop = asyncio.get_running_loop()
+        size = min(self.throttle.chunk, _MEMORY_READ)
+        while data := await download.read(size):
+            if not self.throttle.unlimited:
+                await self.throttle.pace(len(data))
+            await loop.sock_sendall(sock, data)
+            self._moved(len(data), upload=False)
+
+    async def _receive(self, sock: socket.socket, upload: Upload) -> None:
+        loop = asyncio.get_running_loop()
+        buffer = memoryview(bytearray(min(self.throttle.chunk, _UPLOAD_BUFFER)))
+        while received := await loop.sock_recv_into(sock, buffer):
+            await upload.write(buffer[:received])
+            self._moved(received, upload=True)
+            if not self.throttle.unlimited:
+                await self.throttle.pace(received)
+
+    async def _send_bytes(self, sock: socket.socket, payload: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(sock, payload)
+        self._moved(len(payload), upload=False)
+
+    def _moved(self, amount: int, *, upload: bool) -> None:
+        self.moved += amount
+        if upload:
+            self.counters.bytes_read += amount
+        else:
+            self.counters.bytes_written += amount
+
+    # -- listings -----------------------------------------------------------
+
+    async def _listing(self, real: PurePosixPath) -> bytes:
+        path_io = self.fs.path_io
+        info = await path_io.info(real)
+        kind = self.request.kind
+        if not info.is_dir:
+            if kind == "MLSD":
+                raise NotADirectoryError(20, "not a directory")
+            return self._render(self.request.path.parent, [info], info, info)
+        entries = await path_io.list(real)
+        parent = info
+        if self.request.path != self.request.path.parent:
+            parent = await path_io.info(await self.fs.real(self.request.path.parent))
+        return self._render(self.request.path, entries, info, parent)
+
+    def _render(
+        self, directory: PurePosixPath, entries: Sequence[FileInfo], here: FileInfo, up: FileInfo
+    ) -> bytes:
+        kind = self.request.kind
+        if kind == "NLST":
+            return listing.join_lines(entry.name for entry in entries)
+        if kind == "LIST":
+            now = time.time()
+            return listing.join_lines(listing.list_line(entry, now) for entry in entries)
+        facts = self.session.facts
+        lines = [
+            listing.mlsx_line(facts(directory, here, "cdir"), "."),
+            listing.mlsx_line(facts(directory.parent, up, "pdir"), ".."),
+        ]
+        lines += [listing.mlsx_line(facts(directory / e.name, e), e.name) for e in entries]
+        return listing.join_lines(lines)
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _wake, future)
+    try:
+        await future
+    finally:
+        loop.remove_writer(fd)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,84 @@
+"""A library :class:`~ftp_cluster.Server` running in its own event-loop thread.
+
+Blocking clients (ftplib, curl, lftp) talk to it from the test thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import uvloop
+
+from ftp_cluster import Server
+
+
+class RunningServer:
+    """A server started in a background loop; ``call`` runs coroutines there."""
+
+    def __init__(self, make: Callable[[], Server], host: str, loop: asyncio.AbstractEventLoop):
+        self.host = host
+        self.loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server: Server = self.call(self._make(make))
+        self.call(self.server.start(host, 0))
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    @staticmethod
+    async def _make(make: Callable[[], Server]) -> Server:
+        return make()
+
+    def call(self, coroutine: Any, timeout: float = 30) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def client(self, user: str = "anonymous", password: str = "") -> ftplib.FTP:
+        ftp = ftplib.FTP(timeout=10)
+        ftp.connect(self.host, self.port)
+        if user:
+            ftp.login(user, password)
+        return ftp
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ftp://{host}:{self.port}"
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        try:
+            self.call(_stop(), timeout=15)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+ServerFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def run_server() -> Iterator[ServerFactory]:
+    """``run_server(lambda: Server(...), host=..., loop="uvloop"|"asyncio")``."""
+    started: list[RunningServer] = []
+
+    def start(
+        make: Callable[[], Server], host: str = "127.0.0.1", loop: str = "uvloop"
+    ) -> RunningServer:
+        event_loop = uvloop.new_event_loop() if loop == "uvloop" else asyncio.new_event_loop()
+        running = RunningServer(make, host, event_loop)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
