@@ -250,3 +250,27 @@ def test_user_upload_throttle_is_shared_by_its_sessions(run_server: ServerFactor
     # 4 MiB in all at 2 MiB/s: the slower of the two takes about 2 s.
     assert len(durations) == 2
     assert 1.5 < max(durations) < 4.0, durations
+
+
+def test_client_that_never_connects_gets_425_after_wait_future_timeout(
+    run_server: ServerFactory,
+) -> None:
+    ftp = run_server(lambda: memory_server(wait_future_timeout=0.3)).client()
+    ftp.storbinary("STOR f", io.BytesIO(b"x"))
+    ftp.sendcmd("PASV")
+    started = time.monotonic()
+    assert ftp.sendcmd("RETR f").startswith("150")
+    assert ftp.getline().startswith("425")
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("option", ["write_speed_limit", "write_speed_limit_per_connection"])
+def test_user_download_throttles_hold(run_server: ServerFactory, option: str) -> None:
+    running = run_server(
+        lambda: Server((User("u", "p", **{option: 2 * MiB}),), path_io_factory=MemoryPathIO)
+    )
+    ftp = running.client("u", "p")
+    ftp.storbinary("STOR f", io.BytesIO(os.urandom(4 * MiB)))
+    size, elapsed = _timed_download(ftp, "f")
+    assert size == 4 * MiB
+    assert 1.5 < elapsed < 4.0, elapsed

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ftp_cluster.shared.limits.base import Bucket, LimitsBackend
 from ftp_cluster.shared.limits.bucket import TokenBucket
+from ftp_cluster.shared.limits.local import local_chunk_size
 from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
 
@@ -24,8 +25,6 @@ __all__ = ["ConnectionBuckets", "Throttle", "throttle_for"]
 
 #: Chunk when nothing limits the transfer (one sendfile call may move this much).
 UNLIMITED_CHUNK = 1 << 30
-_LOCAL_CHUNK_SECONDS = 0.01
-_MIN_LOCAL_CHUNK = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -101,5 +100,5 @@ def throttle_for(
     # Two per-connection limits on one session: only the lower one can bind.
     local = [buckets.get(upload, min(per_connection))] if per_connection else []
     chunks = [limits.chunk_size(bucket.rate) for bucket in shared]
-    chunks += [max(_MIN_LOCAL_CHUNK, int(b.rate * _LOCAL_CHUNK_SECONDS)) for b in local]
+    chunks += [local_chunk_size(bucket.rate) for bucket in local]
     return Throttle(limits, shared, local, min(chunks, default=UNLIMITED_CHUNK))

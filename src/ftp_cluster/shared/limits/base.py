@@ -20,7 +20,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bucket", "BackendStats", "ConnectionCaps", "LimitsBackend", "Refusal"]
+__all__ = ["BackendStats", "Bucket", "ConnectionCaps", "LimitsBackend", "Refusal"]
 
 #: Burst of every bucket, in seconds of its rate ("at most one second").
 BURST_SECONDS = 0.25

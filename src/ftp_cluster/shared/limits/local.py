@@ -1,0 +1,153 @@
+"""In-process limits: the library default and the Redis backend's fallback.
+
+One :class:`LocalLimits` counts the sessions of one process. Alone, it
+enforces the configured limits for that process. As the fallback of a
+cluster-wide backend it is built with ``share=workers`` and then enforces
+``ceil(limit / share)`` of every connection cap and bandwidth rate, so that
+the workers together stay near the configured totals while they cannot
+coordinate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ftp_cluster.shared.limits.base import (
+    BackendStats,
+    Bucket,
+    ConnectionCaps,
+    LimitsBackend,
+    Refusal,
+)
+from ftp_cluster.shared.limits.bucket import TokenBucket
+
+__all__ = ["Holding", "LocalLimits", "local_chunk_size"]
+
+_CHUNK_SECONDS = 0.01
+_MIN_CHUNK = 16 * 1024
+_MAX_CHUNK = 256 * 1024
+
+
+def local_chunk_size(rate: int) -> int:
+    """About 10 ms of ``rate``: reservations here are cheap, so pace finely."""
+    return min(_MAX_CHUNK, max(_MIN_CHUNK, int(rate * _CHUNK_SECONDS)))
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """The slots one session holds: ``ip`` once admitted, ``user`` once logged in."""
+
+    session_id: str
+    ip: str | None
+    user: str | None
+
+
+class LocalLimits(LimitsBackend):
+    """Counters and token buckets in this process's memory.
+
+    ``share`` divides every cap and rate (rounding up), for use as one of
+    ``share`` independent parts of a cluster. ``clock`` is the monotonic
+    clock the buckets run on.
+    """
+
+    def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        if share < 1:
+            raise ValueError(f"share must be at least 1, not {share!r}")
+        self._share = share
+        self._clock = clock
+        self._ips: dict[str, str] = {}
+        self._users: dict[str, str] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._per_user: Counter[str] = Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+
+    @property
+    def share(self) -> int:
+        return self._share
+
+    def _part(self, limit: int | None) -> int | None:
+        return None if limit is None else math.ceil(limit / self._share)
+
+    async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
+        if session_id in self._ips:
+            return None
+        server_cap = self._part(caps.server)
+        if server_cap is not None and len(self._ips) >= server_cap:
+            return Refusal.SERVER_FULL
+        ip_cap = self._part(caps.per_ip)
+        if ip_cap is not None and self._per_ip[ip] >= ip_cap:
+            return Refusal.IP_FULL
+        self._ips[session_id] = ip
+        self._per_ip[ip] += 1
+        return None
+
+    async def login(self, session_id: str, user: str, maximum: int | None) -> Refusal | None:
+        await self.logout(session_id)
+        cap = self._part(maximum)
+        if cap is not None and self._per_user[user] >= cap:
+            return Refusal.USER_FULL
+        self._users[session_id] = user
+        self._per_user[user] += 1
+        return None
+
+    async def logout(self, session_id: str) -> None:
+        user = self._users.pop(session_id, None)
+        if user is not None:
+            _decrement(self._per_user, user)
+
+    async def release(self, session_id: str) -> None:
+        await self.logout(session_id)
+        ip = self._ips.pop(session_id, None)
+        if ip is not None:
+            _decrement(self._per_ip, ip)
+
+    async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
+        now = self._clock()
+        wait = 0.0
+        for bucket in buckets:
+            wait = max(wait, self._bucket(bucket, now).reserve(amount, now))
+        return wait
+
+    def _bucket(self, bucket: Bucket, now: float) -> TokenBucket:
+        rate = math.ceil(bucket.rate / self._share)
+        state = self._buckets.get(bucket.key)
+        if state is None:
+            state = self._buckets[bucket.key] = TokenBucket(rate, now)
+        elif state.rate != rate:
+            state.set_rate(rate, now)
+        return state
+
+    def chunk_size(self, rate: int) -> int:
+        return local_chunk_size(rate)
+
+    def stats(self) -> BackendStats:
+        return BackendStats(healthy=True, commands_sent=0, sessions=len(self._ids()))
+
+    def holdings(self) -> list[Holding]:
+        """Every session that holds a slot, with what it holds."""
+        return [
+            Holding(session_id, self._ips.get(session_id), self._users.get(session_id))
+            for session_id in self._ids()
+        ]
+
+    def holding(self, session_id: str) -> Holding | None:
+        """What one session holds, or ``None`` if nothing."""
+        ip, user = self._ips.get(session_id), self._users.get(session_id)
+        if ip is None and user is None:
+            return None
+        return Holding(session_id, ip, user)
+
+    def _ids(self) -> list[str]:
+        # dicts keep insertion order; a user-only session (logged in through a
+        # fallback without being admitted there) still counts.
+        return list(dict.fromkeys([*self._ips, *self._users]))
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

@@ -1,0 +1,576 @@
+"""Cluster-wide limits in Redis, shared by every worker of every host.
+
+Connections are counted as *leases*. Each count (the server's, one per
+client IP, one per user) is a sorted set whose members are
+``"<worker_id>/<session_id>"`` scored by their expiry on the Redis clock.
+Admission purges expired members, compares the cardinality with the cap and
+adds the member, atomically, in one script call. Each worker also keeps an
+index hash of its leases, so that:
+
+* a background task extends all of a worker's leases every ``lease_ttl / 3``
+  in one call, and re-adds any that Redis lost (restart, failover);
+* the supervisor frees a dead worker's slots at once with
+  :func:`release_worker_leases`, and a host that vanishes entirely loses
+  its slots when the leases expire.
+
+Bandwidth buckets are hashes updated by one script call per :meth:`reserve`
+for all buckets at once, with the Redis clock deciding refills.
+
+While Redis is unreachable, nothing crashes or hangs: a local
+:class:`~ftp_cluster.shared.limits.local.LocalLimits` with ``share=workers``
+takes over. It mirrors this worker's sessions at all times, so its counts
+are right the moment it is needed. ``on_failure="closed"`` refuses new
+sessions (``Refusal.UNAVAILABLE``), ``"open"`` admits this worker's share of
+each cap; logins and bandwidth use the share in both modes. The background
+task probes Redis and, once it answers, re-registers every lease held and
+returns to cluster-wide enforcement.
+
+Scripts live in ``lua/`` (each starts with its KEYS/ARGV/returns contract);
+they are loaded once and called by SHA, and reloaded when Redis forgot them.
+Requires Redis 5 or later (scripts read ``TIME`` before writing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from ftp_cluster.shared.limits.base import (
+    BackendStats,
+    Bucket,
+    ConnectionCaps,
+    LimitsBackend,
+    Refusal,
+)
+from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
+from ftp_cluster.shared.limits.local import Holding, LocalLimits
+from ftp_cluster.shared.limits.redis_connection import (
+    AsyncRedis,
+    async_client,
+    redact,
+    sync_client,
+)
+from ftp_cluster.shared.settings import RedisSettings
+
+__all__ = ["LuaScript", "RedisLimits", "cluster_counts", "release_worker_leases"]
+
+logger = logging.getLogger("ftp_cluster.limits")
+
+#: Seconds any one Redis socket operation may take before Redis counts as down.
+SOCKET_TIMEOUT = 0.5
+#: Seconds between reconnection attempts while Redis is down.
+PROBE_INTERVAL = 0.5
+#: Seconds between checks that Redis still holds this worker's leases.
+CHECK_INTERVAL = 1.0
+
+_CHUNK_SECONDS = 0.05
+_MIN_CHUNK = 128 * 1024
+_NO_CAP = -1
+_FAILURES: tuple[type[BaseException], ...] = (
+    redis.exceptions.RedisError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    """One script from ``lua/`` and the SHA1 Redis knows it by."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+    @classmethod
+    def load(cls, name: str) -> LuaScript:
+        text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+        return cls(name, text)
+
+
+ADMIT = LuaScript.load("admit")
+LOGIN = LuaScript.load("login")
+RELEASE = LuaScript.load("release")
+REFRESH = LuaScript.load("refresh")
+RELEASE_WORKER = LuaScript.load("release_worker")
+RESERVE = LuaScript.load("reserve")
+SCRIPTS = (ADMIT, LOGIN, RELEASE, REFRESH, RELEASE_WORKER, RESERVE)
+
+_ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
+
+
+class _Keys:
+    """Key names under one namespace."""
+
+    def __init__(self, namespace: str, worker_id: str = "") -> None:
+        self.leases = f"{namespace}:conn:"
+        self.server = f"{self.leases}server"
+        self.workers = f"{namespace}:worker:"
+        self.index = f"{self.workers}{worker_id}"
+        self._buckets = f"{namespace}:bucket:"
+        self._worker_id = worker_id
+
+    def ip(self, ip: str) -> str:
+        return f"{self.leases}ip:{ip}"
+
+    def user(self, user: str) -> str:
+        return f"{self.leases}user:{user}"
+
+    def bucket(self, key: str) -> str:
+        return f"{self._buckets}{key}"
+
+    def member(self, session_id: str) -> str:
+        return f"{self._worker_id}/{session_id}"
+
+
+class _Gate:
+    """Lease changes run concurrently with each other; a refresh runs alone.
+
+    A refresh rewrites the worker's whole lease set from a snapshot, so a
+    lease change racing it could be undone. Waiting refreshes go first, so a
+    steady stream of logins cannot starve them.
+    """
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+        self._active = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._condition:
+            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._active += 1
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._active -= 1
+                self._condition.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._condition:
+            self._waiting += 1
+            try:
+                await self._condition.wait_for(lambda: not self._exclusive and not self._active)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
+
+
+class RedisLimits(LimitsBackend):
+    """Limits shared through Redis by ``workers`` processes (on any number of hosts).
+
+    ``worker_id`` must be unique among everything using ``namespace`` on this
+    Redis and stable for the life of the process; the supervisor passes the
+    same id to :func:`release_worker_leases` when the process dies. An
+    instance belongs to the event loop it is first used on.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str,
+        worker_id: str,
+        workers: int = 1,
+        on_failure: Literal["closed", "open"] = "closed",
+        lease_ttl: float = 15.0,
+        socket_timeout: float = SOCKET_TIMEOUT,
+        probe_interval: float = PROBE_INTERVAL,
+    ) -> None:
+        if on_failure not in ("closed", "open"):
+            raise ValueError(f"on_failure must be 'closed' or 'open', not {on_failure!r}")
+        if lease_ttl <= 0:
+            raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
+        self._url = url
+        self._keys = _Keys(namespace, worker_id)
+        self._worker_id = worker_id
+        self._on_failure = on_failure
+        self._ttl_ms = max(1, round(lease_ttl * 1000))
+        self._refresh_interval = lease_ttl / 3
+        self._socket_timeout = socket_timeout
+        self._probe_interval = probe_interval
+        # Mirrors this worker's sessions always; enforces shares during outages.
+        self._fallback = LocalLimits(share=workers)
+        # Sessions that ended while their release could not be sent.
+        self._ended_offline: set[str] = set()
+        self._redis: AsyncRedis | None = None
+        self._healthy = True
+        self._commands = 0
+        self._gate = _Gate()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: RedisSettings, *, worker_id: str, workers: int, url: str | None = None
+    ) -> RedisLimits:
+        """A backend configured by ``[redis]``; ``url`` overrides it (embedded Redis)."""
+        address = url or settings.url
+        if address is None:
+            raise ValueError("no Redis URL: settings.url is None and no url was given")
+        return cls(
+            address,
+            namespace=settings.namespace,
+            worker_id=worker_id,
+            workers=workers,
+            on_failure=settings.on_failure,
+            lease_ttl=settings.lease_ttl,
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        try:
+            await self._load_scripts()
+        except _FAILURES as exc:
+            self._lost(exc)
+        self._task = asyncio.get_running_loop().create_task(
+            self._maintain(), name=f"redis-limits-{self._worker_id}"
+        )
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._healthy and self._redis is not None and self._fallback.holdings():
+            # If this fails the leases expire after lease_ttl.
+            with contextlib.suppress(*_FAILURES):
+                await self._eval(
+                    RELEASE_WORKER, [self._keys.index], [self._keys.leases, self._worker_id]
+                )
+        for holding in self._fallback.holdings():
+            await self._fallback.release(holding.session_id)
+        if self._redis is not None:
+            redis_client, self._redis = self._redis, None
+            await redis_client.aclose()
+
+    # -- connections ---------------------------------------------------------
+
+    async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
+        async with self._gate.shared():
+            if self._healthy:
+                keys = [self._keys.server, self._keys.ip(ip), self._keys.index]
+                args = [
+                    self._keys.member(session_id),
+                    session_id,
+                    ip,
+                    _cap(caps.server),
+                    _cap(caps.per_ip),
+                    self._ttl_ms,
+                ]
+                try:
+                    result = await self._eval(ADMIT, keys, args)
+                except _FAILURES as exc:
+                    self._lost(exc)
+                    # The script may have run before the reply was lost.
+                    self._ended_offline.add(session_id)
+                else:
+                    refusal = _ADMIT_RESULTS[int(result)]
+                    if refusal is None:
+                        await self._fallback.admit(session_id, ip, ConnectionCaps())
+                    return refusal
+            if self._on_failure == "closed":
+                return Refusal.UNAVAILABLE
+            return await self._fallback.admit(session_id, ip, caps)
+
+    async def login(self, session_id: str, user: str, maximum: int | None) -> Refusal | None:
+        async with self._gate.shared():
+            if self._healthy:
+                previous = self._fallback.holding(session_id)
+                keys = [self._keys.user(user), self._keys.index]
+                if previous is not None and previous.user is not None:
+                    keys.append(self._keys.user(previous.user))
+                member = self._keys.member(session_id)
+                args = [member, session_id, user, _cap(maximum), self._ttl_ms]
+                try:
+                    result = await self._eval(LOGIN, keys, args)
+                except _FAILURES as exc:
+                    self._lost(exc)
+                else:
+                    if int(result) == 0:
+                        return await self._fallback.login(session_id, user, None)
+                    await self._fallback.logout(session_id)
+                    return Refusal.USER_FULL
+            refusal = await self._fallback.login(session_id, user, maximum)
+            self._note_offline_end(session_id)
+            return refusal
+
+    async def logout(self, session_id: str) -> None:
+        async with self._gate.shared():
+            holding = self._fallback.holding(session_id)
+            await self._fallback.logout(session_id)
+            if holding is None or holding.user is None:
+                return
+            field = f"u:{session_id}"
+            await self._send_release(holding, [self._keys.user(holding.user)], [field])
+
+    async def release(self, session_id: str) -> None:
+        async with self._gate.shared():
+            holding = self._fallback.holding(session_id)
+            if holding is None:
+                return
+            await self._fallback.release(session_id)
+            keys: list[str] = []
+            fields: list[str] = []
+            if holding.ip is not None:
+                keys += [self._keys.server, self._keys.ip(holding.ip)]
+                fields.append(f"c:{session_id}")
+            if holding.user is not None:
+                keys.append(self._keys.user(holding.user))
+                fields.append(f"u:{session_id}")
+            await self._send_release(holding, keys, fields)
+
+    async def _send_release(self, holding: Holding, keys: list[str], fields: list[str]) -> None:
+        if self._healthy:
+            member = self._keys.member(holding.session_id)
+            try:
+                await self._eval(RELEASE, [self._keys.index, *keys], [member, *fields])
+            except _FAILURES as exc:
+                self._lost(exc)
+            else:
+                return
+        # A changed login of a live session is fixed by the next refresh; a
+        # session that is gone must be named to it.
+        self._note_offline_end(holding.session_id)
+
+    def _note_offline_end(self, session_id: str) -> None:
+        if self._fallback.holding(session_id) is None:
+            self._ended_offline.add(session_id)
+
+    # -- bandwidth -----------------------------------------------------------
+
+    async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
+        if not buckets:
+            return 0.0
+        if self._healthy:
+            keys = [self._keys.bucket(bucket.key) for bucket in buckets]
+            args = [amount, EFFECTIVE_BURST_SECONDS, *(bucket.rate for bucket in buckets)]
+            try:
+                wait_us = await self._eval(RESERVE, keys, args)
+            except _FAILURES as exc:
+                self._lost(exc)
+            else:
+                return int(wait_us) / 1_000_000
+        return await self._fallback.reserve(buckets, amount)
+
+    def chunk_size(self, rate: int) -> int:
+        """At least 128 KiB (at most 8 round trips per MiB), else ~50 ms of ``rate``."""
+        return max(_MIN_CHUNK, int(rate * _CHUNK_SECONDS))
+
+    def stats(self) -> BackendStats:
+        return BackendStats(
+            healthy=self._healthy,
+            commands_sent=self._commands,
+            sessions=self._fallback.stats().sessions,
+        )
+
+    # -- Redis plumbing ------------------------------------------------------
+
+    def _client(self) -> redis.asyncio.Redis:
+        if self._redis is None:
+            self._redis = async_client(self._url, timeout=self._socket_timeout)
+        return self._redis.client
+
+    async def _command(self, *args: Any) -> Any:
+        self._commands += 1
+        return await self._client().execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def _load_scripts(self) -> None:
+        # One round trip for all of them, still one command each.
+        self._commands += len(SCRIPTS)
+        async with self._client().pipeline(transaction=False) as pipe:
+            for script in SCRIPTS:
+                pipe.script_load(script.source)
+            await pipe.execute()
+
+    async def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted or failed over since the scripts were loaded:
+            # its leases are probably gone too, so re-register them now.
+            self._wake.set()
+            await self._load_scripts()
+            return await self._command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self._healthy:
+            return
+        self._healthy = False
+        logger.warning(
+            "Redis at %s is unreachable (%s: %s); limits fall back to this worker's share"
+            " (%s mode) until it is back",
+            redact(self._url),
+            type(exc).__name__,
+            exc,
+            self._on_failure,
+        )
+        self._wake.set()
+
+    # -- background ----------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time() + self._refresh_interval
+        while True:
+            if self._healthy:
+                delay = min(CHECK_INTERVAL, max(0.0, refresh_at - loop.time()))
+            else:
+                delay = self._probe_interval
+            woken = await self._sleep(delay)
+            try:
+                if not self._healthy:
+                    await self._probe()
+                elif woken or loop.time() >= refresh_at or await self._leases_lost():
+                    await self._refresh()
+                else:
+                    continue
+                refresh_at = loop.time() + self._refresh_interval
+            except Exception:
+                # The task must outlive any surprise, or leases silently expire.
+                logger.exception("unexpected error maintaining Redis leases")
+
+    async def _sleep(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds or until woken; say whether woken."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            return False
+        self._wake.clear()
+        return True
+
+    async def _leases_lost(self) -> bool:
+        """Whether Redis lost this worker's leases (restarted between two calls).
+
+        A restart while this worker sent nothing goes unnoticed otherwise
+        until the next refresh; checking the index is one cheap command.
+        """
+        if not self._fallback.stats().sessions:
+            return False
+        try:
+            exists = await self._command("EXISTS", self._keys.index)
+        except _FAILURES as exc:
+            self._lost(exc)
+            return False
+        return int(exists) == 0
+
+    async def _refresh(self) -> None:
+        async with self._gate.exclusive():
+            try:
+                await self._sync()
+            except _FAILURES as exc:
+                self._lost(exc)
+
+    async def _probe(self) -> None:
+        try:
+            await self._command("PING")
+        except _FAILURES:
+            return
+        async with self._gate.exclusive():
+            try:
+                readded, dropped = await self._sync()
+            except _FAILURES:
+                return
+            self._healthy = True
+        logger.info(
+            "Redis at %s is reachable again; cluster-wide limits restored"
+            " (%d leases re-registered, %d stale leases dropped)",
+            redact(self._url),
+            readded,
+            dropped,
+        )
+
+    async def _sync(self) -> tuple[int, int]:
+        """Make Redis hold exactly this worker's leases (under the exclusive gate)."""
+        ended = sorted(self._ended_offline)
+        args: list[Any] = [self._keys.leases, self._worker_id, self._ttl_ms, len(ended), *ended]
+        for holding in self._fallback.holdings():
+            args += [holding.session_id, holding.ip or "", holding.user or ""]
+        readded, dropped = await self._eval(REFRESH, [self._keys.index], args)
+        self._ended_offline.difference_update(ended)
+        return int(readded), int(dropped)
+
+
+def _cap(limit: int | None) -> int:
+    return _NO_CAP if limit is None else limit
+
+
+def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
+    """Free every slot a dead worker held; return how many sessions it had.
+
+    Blocking, for the supervisor right after it reaps a worker. If Redis is
+    unreachable this logs a warning and returns 0: the leases then expire
+    after ``lease_ttl`` on their own.
+    """
+    keys = _Keys(namespace, worker_id)
+    connection = sync_client(url, timeout=1.0)
+    try:
+        result = connection.client.execute_command(  # type: ignore[no-untyped-call]
+            "EVAL", RELEASE_WORKER.source, 1, keys.index, keys.leases, worker_id
+        )
+    except (redis.exceptions.RedisError, OSError) as exc:
+        logger.warning(
+            "could not release the leases of worker %s at %s (%s); they expire by themselves",
+            worker_id,
+            redact(url),
+            exc,
+        )
+        return 0
+    finally:
+        connection.close()
+    return int(result)
+
+
+def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
+    """Live leases cluster-wide, for ``ftp-cluster status`` (blocking client).
+
+    Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n}}``.
+    Expired leases are not counted. Redis errors propagate to the caller.
+    """
+    keys = _Keys(namespace)
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    ips: dict[str, int] = {}
+    users: dict[str, int] = {}
+    for key in client.scan_iter(match=f"{_glob_escape(keys.leases)}*", count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        live = int(client.zcount(name, f"({now_ms}", "+inf"))
+        kind, _, value = name.removeprefix(keys.leases).partition(":")
+        if live and kind == "ip":
+            ips[value] = live
+        elif live and kind == "user":
+            users[value] = live
+    sessions = int(client.zcount(keys.server, f"({now_ms}", "+inf"))
+    workers = sum(1 for _ in client.scan_iter(match=f"{_glob_escape(keys.workers)}*", count=500))
+    return {"sessions": sessions, "workers": workers, "ips": ips, "users": users}
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal prefix in a SCAN MATCH pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
