@@ -145,7 +145,7 @@ class TransferJob:
                         raise
                     _uncancel()
                     return Failed(Failure.TIMEOUT)
-        except (ConnectionError, BrokenPipeError):
+        except ConnectionError:
             return Failed(Failure.CONNECTION_LOST)
         finally:
             sock.close()
@@ -171,11 +171,18 @@ class TransferJob:
         offset = self.request.offset
         throttle = self.throttle
         while True:
+            count = throttle.chunk
             if not throttle.unlimited:
-                await throttle.pace(throttle.chunk)
-            sent = await self._sendfile(sock, fd, offset, throttle.chunk)
+                # Pay only for bytes the file still has: a whole chunk paid for
+                # a short tail is bandwidth every other transfer loses.
+                left = os.fstat(fd).st_size - offset
+                if left <= 0:
+                    return
+                count = min(count, left)
+                await throttle.pace(count)
+            sent = await self._sendfile(sock, fd, offset, count)
             offset += sent
-            if sent < throttle.chunk:
+            if sent < count:
                 return
 
     async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int) -> int:
