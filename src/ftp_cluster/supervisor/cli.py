@@ -1,0 +1,301 @@
+"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password.
+
+The ``start`` flags are not written out here: every settings field marked
+``metadata["cli"]`` in :mod:`ftp_cluster.shared.settings` becomes a flag, with
+that field's type and help (``[redis]`` fields get a ``--redis-`` prefix). A
+flag overrides the config file, at start and at every reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import importlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config, setting_types
+from ftp_cluster.shared.passwords import hash_password
+from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
+
+__all__ = ["build_parser", "cli_settings", "main"]
+
+log = logging.getLogger("ftp_cluster.supervisor")
+
+_SECTIONS: tuple[tuple[str, type[Any], str], ...] = (
+    ("server", ServerSettings, ""),
+    ("redis", RedisSettings, "redis-"),
+)
+_PRELOAD = (
+    "ftp_cluster.worker.server",
+    "ftp_cluster.shared.limits.local",
+    "ftp_cluster.shared.limits.redis_backend",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CliSetting:
+    """A settings field exposed as a ``start`` flag."""
+
+    key: str  # "server.port"
+    flag: str  # "--port"
+    dest: str  # argparse attribute
+    kind: type[Any]
+    help: str
+
+
+def cli_settings() -> list[CliSetting]:
+    """The settings fields marked ``cli``, in declaration order."""
+    found: list[CliSetting] = []
+    for section, cls, prefix in _SECTIONS:
+        hints = setting_types(cls)
+        for field in dataclasses.fields(cls):
+            if not field.metadata.get("cli"):
+                continue
+            name = prefix + field.name.replace("_", "-")
+            found.append(
+                CliSetting(
+                    key=f"{section}.{field.name}",
+                    flag=f"--{name}",
+                    dest=name.replace("-", "_"),
+                    kind=_scalar(hints[field.name]),
+                    help=_help(field),
+                )
+            )
+    return found
+
+
+def _help(field: dataclasses.Field[Any]) -> str:
+    text = str(field.metadata["help"])
+    return text if field.default is None else f"{text} (default: {field.default})"
+
+
+def _scalar(tp: Any) -> type[Any]:
+    """``int | None`` -> ``int``: what argparse converts the text to."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    inner = args[0] if args else tp
+    if inner in (int, float, str, Path):
+        return typing.cast(type[Any], inner)
+    return str
+
+
+def default_pid_file() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "ftp-cluster.pid"
+    return Path(tempfile.gettempdir()) / f"ftp-cluster-{os.getuid()}.pid"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftp-cluster", description="An FTP server with cluster-wide limits in Redis."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = commands.add_parser("start", help="run the cluster in the foreground")
+    start.add_argument("--config", type=Path, help="TOML configuration file")
+    for setting in cli_settings():
+        metavar = setting.dest.rsplit("_", 1)[-1].upper()
+        start.add_argument(
+            setting.flag, dest=setting.dest, type=setting.kind, help=setting.help, metavar=metavar
+        )
+    start.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    stop = commands.add_parser("stop", help="graceful stop; waits until it has exited")
+    stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
+    stop.add_argument("--fast", action="store_true", help="drop sessions instead of draining")
+    commands.add_parser("reload", help="re-read the configuration and replace the workers")
+    status = commands.add_parser("status", help="workers, Redis and cluster-wide counts")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    for sub in (start, stop, commands.choices["reload"], status):
+        sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
+    commands.add_parser("hash-password", help="print a password hash for the config file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``ftp-cluster`` script."""
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "start": _start,
+        "stop": _stop,
+        "reload": _reload,
+        "status": _status,
+        "hash-password": _hash_password,
+    }
+    sys.exit(handlers[args.command](args))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"ftp-cluster: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+# --------------------------------------------------------------------- start
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+def _load(args: argparse.Namespace) -> tuple[ClusterConfig, dict[str, object]]:
+    overrides = {s.key: getattr(args, s.dest) for s in cli_settings()}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    config = load_config(args.config) if args.config is not None else ClusterConfig()
+    return apply_overrides(config, overrides), overrides
+
+
+def _start(args: argparse.Namespace) -> int:
+    from ftp_cluster.supervisor.arbiter import Arbiter  # noqa: PLC0415
+    from ftp_cluster.supervisor.control import (  # noqa: PLC0415
+        ControlError,
+        ControlServer,
+        PidFile,
+        control_path,
+    )
+    from ftp_cluster.supervisor.embedded_redis import RedisMissingError  # noqa: PLC0415
+    from ftp_cluster.supervisor.sockets import ListenError  # noqa: PLC0415
+
+    _configure_logging(args.log_level)
+    try:
+        config, overrides = _load(args)
+    except ConfigError as exc:
+        return _fail(f"config error: {exc}", 2)
+    for module in _PRELOAD:  # import once here rather than in every worker
+        importlib.import_module(module)
+    pid_file = PidFile(args.pid_file)
+    try:
+        pid_file.acquire()
+    except (ControlError, OSError) as exc:
+        return _fail(str(exc))
+    arbiter = Arbiter(config, overrides=overrides)
+    control: ControlServer | None = None
+    try:
+        handlers = {"status": arbiter.status, "reload": arbiter.reload}
+        control = ControlServer(control_path(pid_file.path), handlers)
+        arbiter.on_readable[control.fileno()] = control.handle
+    except (ControlError, OSError) as exc:
+        log.warning("no control socket (%s): `status` and `reload` will not work", exc)
+    try:
+        code = arbiter.run()
+    except (ListenError, RedisMissingError) as exc:
+        log.error("%s", exc)
+        code = 1
+    finally:
+        if control is not None:
+            control.close()
+        pid_file.release()
+    log.info("stopped (exit status %d)", code)
+    return code
+
+
+# ------------------------------------------------------------- other commands
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from ftp_cluster.supervisor.control import ControlError, stop  # noqa: PLC0415
+
+    try:
+        pid = stop(args.pid_file, args.timeout, fast=args.fast)
+    except ControlError as exc:
+        return _fail(str(exc))
+    print(f"ftp-cluster (pid {pid}) stopped")
+    return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from ftp_cluster.supervisor.control import ControlError, request  # noqa: PLC0415
+
+    try:
+        answer = request(args.pid_file, "reload")
+    except ControlError as exc:
+        return _fail(str(exc))
+    if not answer.get("ok"):
+        return _fail(f"reload failed: {answer.get('error')}")
+    print(f"reloaded: configuration {answer.get('generation')}; replacing the workers")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ftp_cluster.supervisor.control import ControlError, query_status  # noqa: PLC0415
+
+    try:
+        status = query_status(args.pid_file)
+    except ControlError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(_format_status(status))
+    return 0
+
+
+def _size(count: object) -> str:
+    value = float(count) if isinstance(count, int | float) else 0.0
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _counts(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    lines = [
+        f"ftp-cluster pid {status.get('pid')} on {status.get('address')}: {status.get('state')}, "
+        f"up {status.get('uptime', 0):.0f} s, config {status.get('config') or '(none)'}",
+    ]
+    redis = status.get("redis") or {}
+    if redis.get("url"):
+        kind = "embedded" if redis.get("embedded") else "external"
+        line = f"redis {redis['url']} ({kind}): {redis.get('state', '?')}"
+        if redis.get("error"):
+            line += f" ({redis['error']})"
+        cluster = redis.get("cluster")
+        if isinstance(cluster, dict):
+            line += "; cluster-wide: " + ", ".join(
+                f"{key} {_counts(value)}" for key, value in sorted(cluster.items())
+            )
+        lines.append(line)
+    else:
+        lines.append("redis: none (one worker, in-process limits)")
+    lines.append(f"{'slot':>4}  {'pid':>7}  {'state':<9}  {'uptime':>8}  {'sessions':>8}  "
+                 f"{'read':>10}  {'written':>10}")  # fmt: skip
+    for w in status.get("workers", []):
+        lines.append(
+            f"{w['slot']:>4}  {w['pid']:>7}  {w['state']:<9}  {w['uptime']:>7.0f}s  "
+            f"{w['sessions']:>8}  {_size(w['bytes_read']):>10}  {_size(w['bytes_written']):>10}"
+        )
+    return "\n".join(lines)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        return _fail("empty password")
+    print(hash_password(password))
+    return 0
+
+
+if __name__ == "__main__":
+    main()
