@@ -1,0 +1,150 @@
+"""Scenarios 3 to 7: many sessions at once (logins, transfers, idle memory, churn)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import replace
+
+from bench.load import (
+    ChurnJob,
+    LoginJob,
+    Outcome,
+    RetrJob,
+    StorJob,
+    execute,
+    open_sessions,
+    quit_all,
+)
+from bench.peers.base import Running, ServeSpec
+from bench.proctree import tree_memory
+from bench.scenarios.base import (
+    KIB,
+    MANY,
+    MAX_CHURN_SESSIONS,
+    MB,
+    MIB,
+    Context,
+    Figures,
+    counts,
+)
+
+__all__ = ["churn", "churn_run", "idle_memory", "login", "retr_many", "stor_many"]
+
+_IDLE_LOGIN_CONCURRENCY = 32  # vsftpd's backlog is 32: stay under it while filling up
+_SETTLE = 1.0  # seconds for a server to settle before reading its memory
+_LOGIN_TIMEOUT = 10.0  # seconds one login may take in scenario 3
+
+# --- 3. N clients connect and log in ------------------------------------------------------------
+
+
+async def login(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
+    # A login that takes longer than this has failed for any client (vsftpd's
+    # 32-deep backlog leaves some connections waiting for a greeting for good).
+    target = replace(ctx.target(server), timeout=min(ctx.settings.timeout, _LOGIN_TIMEOUT))
+    clients = ctx.settings.clients
+    ctx.reporter.detail(f"{clients} at once")
+    concurrent = await execute(
+        LoginJob(target, clients, sequential=False), ctx.settings.client_procs
+    )
+    ctx.reporter.detail(f"{clients} one after another")
+    sequential = await execute(LoginJob(target, clients, sequential=True))
+    return {
+        "clients": clients,
+        "concurrent_s": concurrent.elapsed,
+        "concurrent_ok": concurrent.ok,
+        "concurrent_failures": counts(concurrent.failures),
+        "sequential_s": sequential.elapsed,
+        "sequential_ok": sequential.ok,
+        "sequential_failures": counts(sequential.failures),
+    }
+
+
+# --- 4./5. N concurrent RETRs / STORs -----------------------------------------------------------
+
+
+def _transfer_figures(outcome: Outcome, clients: int, size: int, moved: int) -> Figures:
+    return {
+        "clients": clients,
+        "bytes_each": size,
+        "seconds": outcome.elapsed,
+        "ok": outcome.ok,
+        "failures": counts(outcome.failures),
+        "mb_s_aggregate": moved / outcome.elapsed / MB if outcome.elapsed else 0.0,
+        "complete": outcome.ok == clients and moved == clients * size,
+    }
+
+
+async def retr_many(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
+    clients, size = ctx.settings.clients, ctx.settings.many_size
+    ctx.reporter.detail(f"{clients} x RETR")
+    outcome = await execute(RetrJob(ctx.target(server), clients, MANY), ctx.settings.client_procs)
+    return _transfer_figures(outcome, clients, size, outcome.bytes)
+
+
+async def stor_many(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
+    clients, size = ctx.settings.clients, ctx.settings.many_size
+    ctx.reporter.detail(f"{clients} x STOR")
+    source = str(ctx.dataset.real(MANY))
+    job = StorJob(
+        ctx.target(server), clients, source=source, size=size, directory="/upload", tag="many"
+    )
+    outcome = await execute(job, ctx.settings.client_procs)
+    stored = ctx.dataset.upload_bytes()  # what the server wrote, not what the client sent
+    figures = _transfer_figures(outcome, clients, size, stored)
+    figures["bytes_sent"] = outcome.bytes
+    figures["bytes_stored"] = stored
+    return figures
+
+
+# --- 6. memory per idle logged-in session --------------------------------------------------------
+
+
+async def idle_memory(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
+    target, count = ctx.target(server), ctx.settings.idle_sessions
+    failures: Counter[str] = Counter()
+    # One session first, so lazily loaded code is in the baseline, not in the delta.
+    await quit_all(await open_sessions(target, 1, 1, failures))
+    await asyncio.sleep(_SETTLE)
+    baseline = await asyncio.to_thread(tree_memory, server.pid)
+    ctx.reporter.detail(f"opening {count} sessions")
+    sessions = await open_sessions(target, count, _IDLE_LOGIN_CONCURRENCY, failures)
+    opened = len(sessions)
+    held = max(1, opened)
+    try:
+        ctx.reporter.detail(f"{len(sessions)} idle sessions")
+        await asyncio.sleep(_SETTLE)
+        loaded = await asyncio.to_thread(tree_memory, server.pid)
+    finally:
+        await quit_all(sessions)
+    return {
+        "sessions": opened,
+        "failures": counts(failures),
+        "rss_per_session_kib": (loaded.rss - baseline.rss) / held / KIB,
+        "uss_per_session_kib": (loaded.uss - baseline.uss) / held / KIB,
+        "pss_per_session_kib": (loaded.pss - baseline.pss) / held / KIB,
+        "baseline_rss_mib": baseline.rss / MIB,
+        "loaded_rss_mib": loaded.rss / MIB,
+        "baseline_processes": baseline.processes,
+        "loaded_processes": loaded.processes,
+    }
+
+
+# --- 7. connection churn ----------------------------------------------------------------------
+
+
+async def churn_run(ctx: Context, server: Running, clients: int, duration: float) -> Figures:
+    job = ChurnJob(ctx.target(server), clients, duration, MAX_CHURN_SESSIONS)
+    outcome = await execute(job, ctx.settings.client_procs)
+    return {
+        "clients": clients,
+        "seconds": outcome.elapsed,
+        "sessions": outcome.ok,
+        "sessions_per_s": outcome.ok / outcome.elapsed if outcome.elapsed else 0.0,
+        "failures": counts(outcome.failures),
+    }
+
+
+async def churn(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
+    ctx.reporter.detail(f"{ctx.settings.churn_clients} clients for {ctx.settings.duration:g} s")
+    return await churn_run(ctx, server, ctx.settings.churn_clients, ctx.settings.duration)

@@ -1,0 +1,178 @@
+"""The speed goals of issue 4, checked against one run's figures (ratios within the run).
+
+These are goals, not assertions: each is reported as met, not met, or not
+measured (a figure it needs is missing, e.g. a peer was skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["evaluate", "render_targets"]
+
+_PEERS = ("pyftpdlib", "aioftp", "vsftpd")
+
+
+@dataclass(frozen=True)
+class _Figures:
+    results: dict[str, Any]
+
+    def get(self, scenario: str, label: str, figure: str) -> float | None:
+        runs = self.results["scenarios"].get(scenario, {}).get("results", {})
+        value = runs.get(label, {}).get(figure)
+        return float(value) if isinstance(value, int | float) else None
+
+    def best_peer(self, scenario: str, figure: str) -> tuple[str, float] | None:
+        """The fastest non-ftp-cluster peer that completed every transfer (lowest time)."""
+        runs = self.results["scenarios"].get(scenario, {}).get("results", {})
+        times = [
+            (label, float(f[figure]))
+            for label, f in runs.items()
+            if label in _PEERS and f.get("complete") and isinstance(f.get(figure), int | float)
+        ]
+        return min(times, key=lambda item: item[1]) if times else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _check(
+    server: str, target: str, value: float | None, met: Callable[[float], bool], fmt: str
+) -> dict[str, Any]:
+    return {
+        "server": server,
+        "target": target,
+        "value": None if value is None else round(value, 4),
+        "shown": "not measured" if value is None else fmt.format(value),
+        "met": None if value is None else bool(met(value)),
+    }
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per (ftp-cluster variant, target)."""
+    f = _Figures(results)
+    checks: list[dict[str, Any]] = []
+    measured = {
+        label
+        for key, scenario in results["scenarios"].items()
+        if key != "redis_cost"
+        for label in scenario["results"]
+    }
+    clusters = [
+        label for label in results["peers"] if label.startswith("ftp-cluster") and label in measured
+    ]
+    for c in clusters:
+        retr = f.get("retr_single", c, "mb_s_best")
+        stor = f.get("stor_single", c, "mb_s_median")
+        checks += [
+            _check(
+                c,
+                "RETR >= 90% of raw sendfile",
+                f.get("retr_single", c, "pct_of_raw_best"),
+                lambda v: v >= 90,
+                "{:.0f}%",
+            ),
+            _check(
+                c,
+                "RETR >= 0.95x vsftpd",
+                _ratio(retr, f.get("retr_single", "vsftpd", "mb_s_best")),
+                lambda v: v >= 0.95,
+                "{:.2f}x",
+            ),
+            _check(
+                c,
+                "RETR >= 1.2x pyftpdlib",
+                _ratio(retr, f.get("retr_single", "pyftpdlib", "mb_s_best")),
+                lambda v: v >= 1.2,
+                "{:.2f}x",
+            ),
+            _check(
+                c,
+                "STOR >= 1.0x vsftpd (median)",
+                _ratio(stor, f.get("stor_single", "vsftpd", "mb_s_median")),
+                lambda v: v >= 1.0,
+                "{:.2f}x",
+            ),
+            _check(
+                c,
+                "login at once <= 1.0x pyftpdlib",
+                _ratio(
+                    f.get("login", c, "concurrent_s"), f.get("login", "pyftpdlib", "concurrent_s")
+                ),
+                lambda v: v <= 1.0,
+                "{:.2f}x",
+            ),
+            _check(
+                c,
+                "login in a row <= 1.0x pyftpdlib",
+                _ratio(
+                    f.get("login", c, "sequential_s"), f.get("login", "pyftpdlib", "sequential_s")
+                ),
+                lambda v: v <= 1.0,
+                "{:.2f}x",
+            ),
+        ]
+        for scenario, name in (("retr_many", "N x RETR"), ("stor_many", "N x STOR")):
+            best = f.best_peer(scenario, "seconds")
+            value = _ratio(f.get(scenario, c, "seconds"), best[1] if best else None)
+            who = best[0] if best else "best peer"
+            checks.append(_check(c, f"{name} <= 1.0x {who}", value, lambda v: v <= 1.0, "{:.2f}x"))
+        checks.append(
+            _check(
+                c,
+                "idle session <= 8 KiB",
+                f.get("idle_memory", c, "rss_per_session_kib"),
+                lambda v: v <= 8,
+                "{:.1f} KiB",
+            )
+        )
+        pct = f.get("throttle", c, "pct_of_limit")
+        throttled = results["scenarios"].get("throttle", {}).get("results", {})
+        if c in throttled:  # scenario 8 runs the widest ftp-cluster only
+            checks += [
+                _check(
+                    c, "throttle within +-5% of limit", pct, lambda v: abs(v - 100) <= 5, "{:.1f}%"
+                ),
+                _check(
+                    c,
+                    "<= 16 Redis commands per MiB",
+                    f.get("throttle", c, "redis_commands_per_mib"),
+                    lambda v: v <= 16,
+                    "{:.1f}",
+                ),
+            ]
+    cost = results["scenarios"].get("redis_cost")
+    if cost is not None:
+        redis_label = next(
+            (lbl for lbl, x in cost["results"].items() if x.get("backend") == "redis"), ""
+        )
+        rate = f.get("redis_cost", redis_label, "sessions_per_s")
+        summary = cost.get("summary") or {}
+        checks += [
+            _check(
+                redis_label or "ftp-cluster redis",
+                "churn (Redis) >= 1.0x pyftpdlib",
+                _ratio(rate, f.get("churn", "pyftpdlib", "sessions_per_s")),
+                lambda v: v >= 1.0,
+                "{:.2f}x",
+            ),
+            _check(
+                redis_label or "ftp-cluster redis",
+                "Redis backend costs <= 20% of churn",
+                summary.get("redis_cost_pct"),
+                lambda v: v <= 20,
+                "{:.0f}%",
+            ),
+        ]
+    return checks
+
+
+def render_targets(checks: list[dict[str, Any]]) -> str:
+    lines = ["", "Targets (issue 4), ratios within this run:"]
+    for check in checks:
+        mark = {True: "met", False: "NOT met", None: "n/a"}[check["met"]]
+        lines.append(f"  {mark:8} {check['server']:26} {check['target']}: {check['shown']}")
+    return "\n".join(lines)
