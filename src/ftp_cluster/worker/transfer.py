@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ftp_cluster.worker import sockio
 from ftp_cluster.worker.datachannel import PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem, failure_from
 from ftp_cluster.worker.pathio.base import Download, FileInfo, Upload, UploadMode
@@ -180,26 +181,10 @@ class TransferJob:
                     return
                 count = min(count, left)
                 await throttle.pace(count)
-            sent = await self._sendfile(sock, fd, offset, count)
+            sent = await sockio.sendfile(sock, fd, offset, count, self._sent)
             offset += sent
             if sent < count:
                 return
-
-    async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int) -> int:
-        loop = asyncio.get_running_loop()
-        out = sock.fileno()
-        done = 0
-        while done < count:
-            try:
-                sent = os.sendfile(out, fd, offset + done, count - done)
-            except BlockingIOError:
-                await _writable(loop, sock)
-                continue
-            if sent == 0:
-                break
-            done += sent
-            self._moved(sent, upload=False)
-        return done
 
     async def _download_buffered(self, sock: socket.socket, download: Download) -> None:
         loop = asyncio.get_running_loop()
@@ -208,27 +193,30 @@ class TransferJob:
             if not self.throttle.unlimited:
                 await self.throttle.pace(len(data))
             await loop.sock_sendall(sock, data)
-            self._moved(len(data), upload=False)
+            self._sent(len(data))
 
     async def _receive(self, sock: socket.socket, upload: Upload) -> None:
-        loop = asyncio.get_running_loop()
         buffer = memoryview(bytearray(min(self.throttle.chunk, _UPLOAD_BUFFER)))
-        while received := await loop.sock_recv_into(sock, buffer):
-            await upload.write(buffer[:received])
-            self._moved(received, upload=True)
-            if not self.throttle.unlimited:
-                await self.throttle.pace(received)
+        while True:
+            received, eof = await sockio.fill(sock, buffer, self._received)
+            if received:
+                await upload.write(buffer[:received])
+                if not self.throttle.unlimited:
+                    await self.throttle.pace(received)
+            if eof:
+                return
 
     async def _send_bytes(self, sock: socket.socket, payload: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(sock, payload)
-        self._moved(len(payload), upload=False)
+        self._sent(len(payload))
 
-    def _moved(self, amount: int, *, upload: bool) -> None:
+    def _sent(self, amount: int) -> None:
         self.moved += amount
-        if upload:
-            self.counters.bytes_read += amount
-        else:
-            self.counters.bytes_written += amount
+        self.counters.bytes_written += amount
+
+    def _received(self, amount: int) -> None:
+        self.moved += amount
+        self.counters.bytes_read += amount
 
     # -- listings -----------------------------------------------------------
 
@@ -268,18 +256,3 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    future: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-    loop.add_writer(fd, _wake, future)
-    try:
-        await future
-    finally:
-        loop.remove_writer(fd)
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
