@@ -1,6 +1,8 @@
 """A library :class:`~ftp_cluster.Server` running in its own event-loop thread.
 
 Blocking clients (ftplib, curl, lftp) talk to it from the test thread.
+Cluster tests reuse the supervisor tests' ``start_cluster`` fixture and check
+with ``no_orphans`` that nothing they started outlives them.
 """
 
 from __future__ import annotations
@@ -8,14 +10,22 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import uvloop
 
 from ftp_cluster import Server
+from tests.e2e.cluster import close_all
+from tests.supervisor.conftest import start_cluster
+from tests.supervisor.harness import alive
+
+__all__ = ["RunningServer", "ServerFactory", "held", "no_orphans", "start_cluster"]
 
 
 class RunningServer:
@@ -82,3 +92,45 @@ def run_server() -> Iterator[ServerFactory]:
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def no_orphans(tmp_path: Path) -> Iterator[None]:
+    """Fail if a process the test started outlives its fixtures' teardown.
+
+    Request it before the fixtures that start processes (``pytestmark``
+    ``usefixtures``), so that its check runs after their finalizers. It looks
+    for new children of the test process (redis-servers, supervisors) and for
+    any process whose command line names the test's directory (workers, which
+    lose their parent when the supervisor dies).
+    """
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield
+    deadline = time.monotonic() + 5
+    while (left := _leftovers(before, str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+
+
+def _leftovers(before: set[int], marker: str) -> list[str]:
+    found: set[int] = {c.pid for c in psutil.Process().children(recursive=True)} - before
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or ()):
+            found.add(process.info["pid"])
+    found = alive(found)
+    return [_describe(pid) for pid in sorted(found)]
+
+
+def _describe(pid: int) -> str:
+    try:
+        return f"{pid} {' '.join(psutil.Process(pid).cmdline())[:200]}"
+    except psutil.Error:
+        return str(pid)
+
+
+@pytest.fixture
+def held() -> Iterator[list[ftplib.FTP]]:
+    """Client sessions a test keeps open; closed whatever happens."""
+    sessions: list[ftplib.FTP] = []
+    yield sessions
+    close_all(sessions)

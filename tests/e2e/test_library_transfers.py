@@ -266,9 +266,8 @@ def test_client_that_never_connects_gets_425_after_wait_future_timeout(
 
 @pytest.mark.parametrize("option", ["write_speed_limit", "write_speed_limit_per_connection"])
 def test_user_download_throttles_hold(run_server: ServerFactory, option: str) -> None:
-    running = run_server(
-        lambda: Server((User("u", "p", **{option: 2 * MiB}),), path_io_factory=MemoryPathIO)
-    )
+    limits: dict[str, Any] = {option: 2 * MiB}
+    running = run_server(lambda: Server((User("u", "p", **limits),), path_io_factory=MemoryPathIO))
     ftp = running.client("u", "p")
     ftp.storbinary("STOR f", io.BytesIO(os.urandom(4 * MiB)))
     size, elapsed = _timed_download(ftp, "f")

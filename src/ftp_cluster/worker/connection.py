@@ -179,10 +179,6 @@ class ControlConnection(asyncio.Protocol):
         """Fast stop: drop the connection."""
         self._close(Reply.of(421, "server shutting down"))
 
-    @property
-    def transferring(self) -> bool:
-        return self._transfer is not None
-
     def _close(self, reply: Reply | None = None) -> None:
         if self.closing or self._transport is None:
             return

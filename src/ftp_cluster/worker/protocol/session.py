@@ -14,6 +14,7 @@ the handlers only decide replies.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ def failure_reply(failed: Failed) -> Reply:
     return Reply.of(code, f"{text}: {failed.detail}" if failed.detail else text)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_host(host: str) -> str:
     """One spelling per address: IPv4-mapped IPv6 becomes IPv4, zone ids go."""
     try:
