@@ -4,8 +4,12 @@ Connections are counted as *leases*. Each count (the server's, one per
 client IP, one per user) is a sorted set whose members are
 ``"<worker_id>/<session_id>"`` scored by their expiry on the Redis clock.
 Admission purges expired members, compares the cardinality with the cap and
-adds the member, atomically, in one script call. Each worker also keeps an
-index hash of its leases, so that:
+adds the member, atomically. Lease changes (admit, login, logout, release)
+of the sessions that ask in the same event-loop tick, or while the previous
+batch is in flight, go to Redis together as one script call that applies
+them in order (see :mod:`.batching`): each decision is as exact as if it ran
+alone, and a busy worker pays one round trip for many sessions. Each worker
+also keeps an index hash of its leases, so that:
 
 * a background task extends all of a worker's leases every ``lease_ttl / 3``
   in one call, and re-adds any that Redis lost (restart, failover);
@@ -37,7 +41,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -52,10 +56,13 @@ from ftp_cluster.shared.limits.base import (
     LimitsBackend,
     Refusal,
 )
+from ftp_cluster.shared.limits.batching import Batcher
 from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
-from ftp_cluster.shared.limits.local import Holding, LocalLimits
+from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.limits.redis_connection import (
     AsyncRedis,
+    CommandBuffer,
+    CommandChannel,
     async_client,
     redact,
     sync_client,
@@ -89,10 +96,10 @@ class LuaScript:
 
     name: str
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
     @classmethod
     def load(cls, name: str) -> LuaScript:
@@ -100,15 +107,39 @@ class LuaScript:
         return cls(name, text)
 
 
-ADMIT = LuaScript.load("admit")
-LOGIN = LuaScript.load("login")
-RELEASE = LuaScript.load("release")
+LEASES = LuaScript.load("leases")
 REFRESH = LuaScript.load("refresh")
 RELEASE_WORKER = LuaScript.load("release_worker")
 RESERVE = LuaScript.load("reserve")
-SCRIPTS = (ADMIT, LOGIN, RELEASE, REFRESH, RELEASE_WORKER, RESERVE)
+SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE)
 
 _ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
+
+
+@dataclass(frozen=True, slots=True)
+class _Admit:
+    session_id: str
+    ip: str
+    server_cap: int
+    ip_cap: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Login:
+    session_id: str
+    user: str
+    cap: int
+    previous: str | None  # the user the session was logged in as
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    session_id: str
+    ip: str | None  # None: keep the connection leases (logout)
+    user: str | None
+
+
+_LeaseChange = _Admit | _Login | _Release
 
 
 class _Keys:
@@ -120,7 +151,6 @@ class _Keys:
         self.workers = f"{namespace}:worker:"
         self.index = f"{self.workers}{worker_id}"
         self._buckets = f"{namespace}:bucket:"
-        self._worker_id = worker_id
 
     def ip(self, ip: str) -> str:
         return f"{self.leases}ip:{ip}"
@@ -131,51 +161,48 @@ class _Keys:
     def bucket(self, key: str) -> str:
         return f"{self._buckets}{key}"
 
-    def member(self, session_id: str) -> str:
-        return f"{self._worker_id}/{session_id}"
-
 
 class _Gate:
     """Lease changes run concurrently with each other; a refresh runs alone.
 
     A refresh rewrites the worker's whole lease set from a snapshot, so a
-    lease change racing it could be undone. Waiting refreshes go first, so a
-    steady stream of logins cannot starve them.
+    lease change racing it could be undone. A waiting refresh goes first, so
+    a steady stream of logins cannot starve it. Only the backend's one
+    background task asks for exclusive access, so there is never more than
+    one refresh waiting. Entering shared access costs no await unless a
+    refresh is waiting or running: it happens for every session.
     """
 
     def __init__(self) -> None:
-        self._condition = asyncio.Condition()
         self._active = 0
-        self._exclusive = False
-        self._waiting = 0
+        self._exclusive = False  # requested or held
+        self._open = asyncio.Event()
+        self._open.set()
+        self._idle = asyncio.Event()
 
-    @contextlib.asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._condition:
-            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
-            self._active += 1
-        try:
-            yield
-        finally:
-            async with self._condition:
-                self._active -= 1
-                self._condition.notify_all()
+    async def enter(self) -> None:
+        """Take shared access; pair with :meth:`leave`."""
+        while self._exclusive:
+            await self._open.wait()
+        self._active += 1
+
+    def leave(self) -> None:
+        self._active -= 1
+        if self._exclusive and not self._active:
+            self._idle.set()
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        async with self._condition:
-            self._waiting += 1
-            try:
-                await self._condition.wait_for(lambda: not self._exclusive and not self._active)
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
+        self._exclusive = True
+        self._open.clear()
         try:
+            while self._active:
+                self._idle.clear()
+                await self._idle.wait()
             yield
         finally:
-            async with self._condition:
-                self._exclusive = False
-                self._condition.notify_all()
+            self._exclusive = False
+            self._open.set()
 
 
 class RedisLimits(LimitsBackend):
@@ -216,9 +243,11 @@ class RedisLimits(LimitsBackend):
         # Sessions that ended while their release could not be sent.
         self._ended_offline: set[str] = set()
         self._redis: AsyncRedis | None = None
+        self._channel: CommandChannel | None = None  # for the lease batches
         self._healthy = True
         self._commands = 0
         self._gate = _Gate()
+        self._changes: Batcher[_LeaseChange, int] = Batcher(self._send_changes)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -255,7 +284,11 @@ class RedisLimits(LimitsBackend):
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            # redis-py awaits asyncio.wait_for, which on Python 3.11 can swallow
+            # a cancellation (CPython gh-86296): repeat it until the task ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._healthy and self._redis is not None and self._fallback.holdings():
@@ -266,6 +299,9 @@ class RedisLimits(LimitsBackend):
                 )
         for holding in self._fallback.holdings():
             await self._fallback.release(holding.session_id)
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.disconnect()
         if self._redis is not None:
             redis_client, self._redis = self._redis, None
             await redis_client.aclose()
@@ -273,91 +309,121 @@ class RedisLimits(LimitsBackend):
     # -- connections ---------------------------------------------------------
 
     async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
-        async with self._gate.shared():
+        await self._gate.enter()
+        try:
             if self._healthy:
-                keys = [self._keys.server, self._keys.ip(ip), self._keys.index]
-                args = [
-                    self._keys.member(session_id),
-                    session_id,
-                    ip,
-                    _cap(caps.server),
-                    _cap(caps.per_ip),
-                    self._ttl_ms,
-                ]
+                change = _Admit(session_id, ip, _cap(caps.server), _cap(caps.per_ip))
                 try:
-                    result = await self._eval(ADMIT, keys, args)
+                    result = await self._changes.submit(change)
                 except _FAILURES as exc:
                     self._lost(exc)
                     # The script may have run before the reply was lost.
                     self._ended_offline.add(session_id)
                 else:
-                    refusal = _ADMIT_RESULTS[int(result)]
+                    refusal = _ADMIT_RESULTS[result]
                     if refusal is None:
                         await self._fallback.admit(session_id, ip, ConnectionCaps())
                     return refusal
             if self._on_failure == "closed":
                 return Refusal.UNAVAILABLE
             return await self._fallback.admit(session_id, ip, caps)
+        finally:
+            self._gate.leave()
 
     async def login(self, session_id: str, user: str, maximum: int | None) -> Refusal | None:
-        async with self._gate.shared():
+        await self._gate.enter()
+        try:
             if self._healthy:
                 previous = self._fallback.holding(session_id)
-                keys = [self._keys.user(user), self._keys.index]
-                if previous is not None and previous.user is not None:
-                    keys.append(self._keys.user(previous.user))
-                member = self._keys.member(session_id)
-                args = [member, session_id, user, _cap(maximum), self._ttl_ms]
+                change = _Login(
+                    session_id, user, _cap(maximum), None if previous is None else previous.user
+                )
                 try:
-                    result = await self._eval(LOGIN, keys, args)
+                    result = await self._changes.submit(change)
                 except _FAILURES as exc:
                     self._lost(exc)
                 else:
-                    if int(result) == 0:
+                    if result == 0:
                         return await self._fallback.login(session_id, user, None)
                     await self._fallback.logout(session_id)
                     return Refusal.USER_FULL
             refusal = await self._fallback.login(session_id, user, maximum)
             self._note_offline_end(session_id)
             return refusal
+        finally:
+            self._gate.leave()
 
     async def logout(self, session_id: str) -> None:
-        async with self._gate.shared():
+        await self._gate.enter()
+        try:
             holding = self._fallback.holding(session_id)
             await self._fallback.logout(session_id)
-            if holding is None or holding.user is None:
-                return
-            field = f"u:{session_id}"
-            await self._send_release(holding, [self._keys.user(holding.user)], [field])
+            if holding is not None and holding.user is not None:
+                await self._send_release(_Release(session_id, None, holding.user))
+        finally:
+            self._gate.leave()
 
     async def release(self, session_id: str) -> None:
-        async with self._gate.shared():
+        await self._gate.enter()
+        try:
             holding = self._fallback.holding(session_id)
             if holding is None:
                 return
             await self._fallback.release(session_id)
-            keys: list[str] = []
-            fields: list[str] = []
-            if holding.ip is not None:
-                keys += [self._keys.server, self._keys.ip(holding.ip)]
-                fields.append(f"c:{session_id}")
-            if holding.user is not None:
-                keys.append(self._keys.user(holding.user))
-                fields.append(f"u:{session_id}")
-            await self._send_release(holding, keys, fields)
+            await self._send_release(_Release(session_id, holding.ip, holding.user))
+        finally:
+            self._gate.leave()
 
-    async def _send_release(self, holding: Holding, keys: list[str], fields: list[str]) -> None:
+    async def _send_release(self, change: _Release) -> None:
         if self._healthy:
-            member = self._keys.member(holding.session_id)
             try:
-                await self._eval(RELEASE, [self._keys.index, *keys], [member, *fields])
+                await self._changes.submit(change)
             except _FAILURES as exc:
                 self._lost(exc)
             else:
                 return
         # A changed login of a live session is fixed by the next refresh; a
         # session that is gone must be named to it.
-        self._note_offline_end(holding.session_id)
+        self._note_offline_end(change.session_id)
+
+    async def _send_changes(self, changes: list[_LeaseChange]) -> list[int]:
+        """One script call for a batch of lease changes; one result each."""
+        keys = [self._keys.index, self._keys.server]
+        positions: dict[str, int] = {}
+
+        def position(key: str) -> int:
+            found = positions.get(key)
+            if found is None:
+                keys.append(key)
+                found = positions[key] = len(keys)
+            return found
+
+        args = CommandBuffer(self._worker_id, self._ttl_ms)
+        text, number = args.text, args.number
+        for change in changes:
+            # The layout is that of lua/leases.lua.
+            if isinstance(change, _Admit):
+                text("a")
+                text(change.session_id)
+                number(position(self._keys.ip(change.ip)))
+                text(change.ip)
+                number(change.server_cap)
+                number(change.ip_cap)
+            elif isinstance(change, _Login):
+                text("l")
+                text(change.session_id)
+                number(position(self._keys.user(change.user)))
+                text(change.user)
+                number(change.cap)
+                previous = change.previous
+                number(0 if previous is None else position(self._keys.user(previous)))
+            else:
+                text("r")
+                text(change.session_id)
+                number(0 if change.ip is None else position(self._keys.ip(change.ip)))
+                number(0 if change.user is None else position(self._keys.user(change.user)))
+        results = await self._eval_packed(LEASES, keys, args)
+        return [int(result) for result in results]
 
     def _note_offline_end(self, session_id: str) -> None:
         if self._fallback.holding(session_id) is None:
@@ -397,6 +463,11 @@ class RedisLimits(LimitsBackend):
             self._redis = async_client(self._url, timeout=self._socket_timeout)
         return self._redis.client
 
+    def _lease_channel(self) -> CommandChannel:
+        if self._channel is None:
+            self._channel = CommandChannel(self._client(), timeout=self._socket_timeout)
+        return self._channel
+
     async def _command(self, *args: Any) -> Any:
         self._commands += 1
         return await self._client().execute_command(*args)  # type: ignore[no-untyped-call]
@@ -408,6 +479,21 @@ class RedisLimits(LimitsBackend):
             for script in SCRIPTS:
                 pipe.script_load(script.source)
             await pipe.execute()
+
+    async def _eval_packed(
+        self, script: LuaScript, keys: Sequence[str], args: CommandBuffer
+    ) -> Any:
+        """:meth:`_eval` for arguments packed beforehand."""
+        command = CommandBuffer("EVALSHA", script.sha, len(keys), *keys)
+        command.extend(args)
+        try:
+            self._commands += 1
+            return await self._lease_channel().call(command)
+        except redis.exceptions.NoScriptError:
+            self._wake.set()
+            await self._load_scripts()
+            self._commands += 1
+            return await self._lease_channel().call(command)
 
     async def _eval(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
@@ -458,8 +544,11 @@ class RedisLimits(LimitsBackend):
 
     async def _sleep(self, delay: float) -> bool:
         """Sleep ``delay`` seconds or until woken; say whether woken."""
+        # Not wait_for: on Python 3.11 it swallows a cancellation that arrives
+        # as the event fires, and close() would then wait for this task forever.
         try:
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
         except TimeoutError:
             return False
         self._wake.clear()
@@ -488,6 +577,11 @@ class RedisLimits(LimitsBackend):
                 self._lost(exc)
 
     async def _probe(self) -> None:
+        # Pooled connections from before the outage are dead even once Redis is
+        # back: the first command on one would fail and start a false outage.
+        with contextlib.suppress(*_FAILURES):
+            await self._client().connection_pool.disconnect(inuse_connections=False)
+            await self._lease_channel().disconnect()
         try:
             await self._command("PING")
         except _FAILURES:

@@ -12,10 +12,16 @@ Accepted URLs:
 
 The limits must never hang a worker, so every socket operation times out
 quickly and nothing is retried here: the backend decides what a failure means.
+
+Commands with many arguments (a batch of lease changes) are packed here
+into the Redis protocol by :class:`CommandBuffer` and sent with
+:class:`CommandChannel`: redis-py's general-purpose packing costs microseconds
+per argument, which a worker admitting thousands of sessions a second feels.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -30,6 +36,8 @@ from redis.backoff import NoBackoff
 
 __all__ = [
     "AsyncRedis",
+    "CommandBuffer",
+    "CommandChannel",
     "SentinelURL",
     "SyncRedis",
     "async_client",
@@ -196,3 +204,91 @@ def sync_client(url: str, *, timeout: float) -> SyncRedis:
         sentinel.service, **master_options
     )
     return SyncRedis(master, list(manager.sentinels))
+
+
+class CommandBuffer:
+    """One Redis command packed into the protocol (RESP) argument by argument."""
+
+    __slots__ = ("_count", "_parts")
+
+    # Small numbers (key positions, caps, TTLs) recur in every command.
+    _numbers: dict[int, bytes] = {}  # noqa: RUF012 - a shared cache, on purpose
+
+    def __init__(self, *args: str | int) -> None:
+        self._parts: list[bytes] = []
+        self._count = 0
+        for arg in args:
+            if isinstance(arg, int):
+                self.number(arg)
+            else:
+                self.text(arg)
+
+    def text(self, value: str) -> None:
+        data = value.encode()
+        self._parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        self._count += 1
+
+    def number(self, value: int) -> None:
+        packed = self._numbers.get(value)
+        if packed is None:
+            digits = b"%d" % value
+            packed = b"$%d\r\n%b\r\n" % (len(digits), digits)
+            if len(self._numbers) < 4096:
+                self._numbers[value] = packed
+        self._parts.append(packed)
+        self._count += 1
+
+    def extend(self, other: CommandBuffer) -> None:
+        """Append the arguments of ``other``."""
+        self._parts += other._parts
+        self._count += other._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def packed(self) -> bytes:
+        return b"*%d\r\n%b" % (self._count, b"".join(self._parts))
+
+
+class CommandChannel:
+    """A connection of its own, kept out of a client's pool, for packed commands.
+
+    Made by the client's pool (so it connects, authenticates and follows
+    Sentinel as the pool's connections do) but used by one caller, one
+    command at a time: the Redis backend's batch of lease changes. It skips
+    the pool's checkout and, having no socket timeout of its own, the task
+    redis-py starts to time every write; :meth:`call` times the whole round
+    trip instead. A connection that failed is dropped and made anew.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._connection: redis.asyncio.connection.AbstractConnection | None = None
+
+    async def call(self, command: CommandBuffer) -> Any:
+        """Send ``command`` and return its parsed reply (redis-py's errors)."""
+        connection = self._connection
+        if connection is None:
+            connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            connection.socket_timeout = None
+            self._connection = connection
+        try:
+            if not connection.is_connected:
+                # connect(), not the implicit connect of a send: Sentinel's
+                # connections find their master only in connect().
+                await connection.connect()
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(command.packed(), check_health=False)
+                return await connection.read_response()
+        except BaseException:
+            # A reply that is late or half read would answer the next command.
+            self._connection = None
+            await connection.disconnect(nowait=True)
+            raise
+
+    async def disconnect(self) -> None:
+        """Drop the connection; the next call makes a new one."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)

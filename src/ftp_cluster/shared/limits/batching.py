@@ -1,0 +1,105 @@
+"""Coalescing of many small requests into one call, one call at a time.
+
+Sessions of a busy worker ask the Redis backend for leases all the time, and
+a round trip per request costs far more client and server CPU than the
+request itself. A :class:`Batcher` collects the requests submitted while the
+event loop runs its current callbacks, and while the previous batch is still
+in flight, and hands them to one ``send`` call; each caller then gets its
+own result. Under light load a request goes out on the next loop iteration,
+alone; under heavy load batches grow by themselves, with no timer to tune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Batcher"]
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+#: Most requests in one call, so that one call (a Redis script) stays short.
+MAX_BATCH = 256
+
+
+class Batcher(Generic[Item, Result]):
+    """Submit items one by one, have them sent in batches by ``send``.
+
+    ``send`` receives the items in submission order and returns one result
+    per item, in the same order; if it raises, every caller of that batch
+    gets the exception. At most one ``send`` runs at a time, so batches
+    reach the other side in submission order. An instance belongs to the
+    event loop it is first used on.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
+        self._send = send
+        self._max_batch = max_batch
+        self._items: list[Item] = []
+        self._futures: list[asyncio.Future[Result]] = []
+        self._scheduled = False
+        self._running: asyncio.Task[None] | None = None
+        self._batches = 0
+
+    @property
+    def batches(self) -> int:
+        """How many times ``send`` has been called."""
+        return self._batches
+
+    async def submit(self, item: Item) -> Result:
+        """Queue ``item`` for the next batch and wait for its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._items.append(item)
+        self._futures.append(future)
+        if not self._scheduled and self._running is None:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._running is not None or not self._items:
+            return
+        count = self._max_batch
+        items, self._items = self._items[:count], self._items[count:]
+        futures, self._futures = self._futures[:count], self._futures[count:]
+        self._batches += 1
+        self._running = asyncio.get_running_loop().create_task(self._run(items, futures))
+
+    async def _run(self, items: list[Item], futures: list[asyncio.Future[Result]]) -> None:
+        try:
+            results = await self._send(items)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            if len(results) != len(items):
+                error = RuntimeError(f"{len(results)} results for {len(items)} requests")
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for future, result in zip(futures, results, strict=True):
+                    # A caller that was cancelled meanwhile has gone away.
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._running = None
+            if self._items:
+                # Straight on: these waited for the previous batch already.
+                self._flush()
