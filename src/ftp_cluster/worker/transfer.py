@@ -108,6 +108,8 @@ class TransferJob:
             return failure_from(error)
         try:
             return await self._connected(lambda sock: self._download(sock, download))
+        except OSError as error:
+            return failure_from(error)
         finally:
             await download.close()
 
