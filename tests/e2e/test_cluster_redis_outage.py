@@ -192,12 +192,6 @@ def test_fail_open_admits_each_workers_share(
     stop_cleanly(cluster)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a worker reuses a pooled Redis connection that died while it was idle"
-    " (Redis restarted, or closed it after its `timeout`); the first command fails, and"
-    " the worker refuses the session with 421 and enters a false outage",
-)
 def test_restart_unseen_by_an_idle_worker_refuses_nobody(
     start_cluster: StartCluster,
     redis_factory: Callable[[], RedisServer],

@@ -22,6 +22,7 @@ import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_backend import (
+    LEASES,
     SCRIPTS,
     RedisLimits,
     cluster_counts,
@@ -494,6 +495,92 @@ def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespa
             await limits.close()
 
     run(main())
+
+
+def _restart(server: RedisServer) -> None:
+    os.kill(server.pid, signal.SIGKILL)
+    server.stop()  # reaps it
+    server.start()
+
+
+def _close_idle_clients(server: RedisServer) -> None:
+    server.client().config_set("timeout", 1)
+    time.sleep(2.5)  # the loop is blocked: the worker sees the closes only when it calls
+    # Only the client asking is left: the worker's connections were all closed.
+    assert server.client().info("clients")["connected_clients"] == 1
+
+
+@pytest.mark.parametrize("dropped_by", [_restart, _close_idle_clients])
+def test_connections_dropped_while_idle_are_no_outage(
+    redis_factory: Callable[[], RedisServer],
+    redis_namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    dropped_by: Callable[[RedisServer], None],
+) -> None:
+    """Redis closed the idle worker's connections; the next calls reconnect, no 421."""
+    caplog.set_level(logging.INFO, logger="ftp_cluster.limits")
+    server = redis_factory()
+    caps = ConnectionCaps(server=2, per_ip=2)
+    buckets = [Bucket("server:write", MiB)]
+
+    async def main() -> None:
+        # A long TTL: no refresh reconnects on the worker's behalf meanwhile.
+        limits = RedisLimits(
+            server.url,
+            namespace=redis_namespace,
+            worker_id="w1",
+            on_failure="closed",
+            lease_ttl=60,
+        )
+        await limits.start()
+        try:
+            # Both the lease channel and a pooled connection get used.
+            assert await limits.admit("1", IP, caps) is None
+            assert await limits.login("1", "alice", 1) is None
+            await limits.reserve(buckets, 1024)
+            await limits.release("1")
+            dropped_by(server)
+            assert await limits.admit("2", IP, caps) is None
+            assert await limits.login("2", "alice", 1) is None
+            await asyncio.sleep(0.05)  # the loop of an idle worker sees the sockets close
+            assert await limits.reserve(buckets, 1024) < 0.1
+            assert limits.stats().healthy
+            # Counted once each: the other slot is free, alice is at her cap.
+            assert await limits.admit("3", IP, caps) is None
+            assert await limits.admit("4", IP, caps) is Refusal.SERVER_FULL
+            assert await limits.login("3", "alice", 1) is Refusal.USER_FULL
+        finally:
+            await limits.close()
+
+    run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_lease_operations_are_safe_to_repeat(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    """A batch sent again after its reply was lost must not count a session twice."""
+    client = redis_server.client()
+    index, server = f"{redis_namespace}:worker:w", f"{redis_namespace}:conn:server"
+    ip_key, user_key = f"{redis_namespace}:conn:ip:{IP}", f"{redis_namespace}:conn:user:alice"
+    keys = [index, server, ip_key, user_key]
+
+    def batch(*operations: str | int) -> list[int]:
+        result = client.eval(LEASES.source, len(keys), *keys, "w", 60_000, *operations)
+        return [int(item) for item in result]
+
+    admit_login = ("a", "1", 3, IP, 1, 1, "l", "1", 4, "alice", 1, 0)
+    assert batch(*admit_login) == [0, 0]
+    assert batch(*admit_login) == [0, 0]
+    assert client.zcard(server) == client.zcard(ip_key) == client.zcard(user_key) == 1
+    # Others are still refused, and logging in again as alice counts anew.
+    assert batch("a", "2", 3, IP, 1, -1, "l", "2", 4, "alice", 1, 0) == [1, 1]
+    assert batch("l", "1", 4, "alice", 1, 4) == [0]
+    release = ("r", "1", 3, 4)
+    assert batch(*release) == [3]
+    assert batch(*release) == [0]
+    assert client.zcard(server) == client.zcard(user_key) == 0
+    assert client.hlen(index) == 0
 
 
 # -- bandwidth --------------------------------------------------------------------

@@ -11,7 +11,11 @@ Accepted URLs:
   authenticate to the sentinels. The sentinel port defaults to 26379.
 
 The limits must never hang a worker, so every socket operation times out
-quickly and nothing is retried here: the backend decides what a failure means.
+quickly and redis-py retries nothing: the backend decides what a failure
+means. Redis closes idle connections when it restarts or after its
+``timeout`` setting, so a connection is checked (pool) or a command sent once
+more (:class:`CommandChannel`) before that counts as a failure; a timeout
+never is, so a Redis that is down or hung is noticed at once.
 
 Commands with many arguments (a batch of lease changes) are packed here
 into the Redis protocol by :class:`CommandBuffer` and sent with
@@ -30,9 +34,11 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.asyncio.sentinel
+import redis.exceptions
 import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 __all__ = [
     "AsyncRedis",
@@ -143,7 +149,15 @@ class SyncRedis:
 
 
 def _socket_options(timeout: float) -> dict[str, Any]:
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # While maintenance notifications (a Redis Enterprise feature) are on,
+        # which redis-py's "auto" default does for RESP3 over TCP, its pools
+        # hand out an idle connection without checking whether Redis closed
+        # it, and the first command after a restart fails.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
 
 
 def _sentinel_options(
@@ -259,6 +273,14 @@ class CommandChannel:
     the pool's checkout and, having no socket timeout of its own, the task
     redis-py starts to time every write; :meth:`call` times the whole round
     trip instead. A connection that failed is dropped and made anew.
+
+    A connection that served earlier commands may have been closed while
+    idle (Redis restarted, or dropped it after its ``timeout``): if it fails
+    with a connection error, the command is sent once more on a new one.
+    The command may then run twice (if Redis ran it and only the reply was
+    lost), so only commands that are safe to repeat may be sent here.
+    Timeouts are never retried: Redis is slow or down, and its caller must
+    know at once.
     """
 
     def __init__(self, client: redis.asyncio.Redis, *, timeout: float) -> None:
@@ -268,6 +290,16 @@ class CommandChannel:
 
     async def call(self, command: CommandBuffer) -> Any:
         """Send ``command`` and return its parsed reply (redis-py's errors)."""
+        reused = self._connection is not None and self._connection.is_connected
+        try:
+            return await self._call_once(command)
+        except (redis.exceptions.ConnectionError, ConnectionError):
+            # A new connection that fails means Redis is unreachable.
+            if not reused:
+                raise
+        return await self._call_once(command)
+
+    async def _call_once(self, command: CommandBuffer) -> Any:
         connection = self._connection
         if connection is None:
             connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]

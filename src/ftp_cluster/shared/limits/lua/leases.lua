@@ -15,12 +15,18 @@
 --   "l", session id, user key, user name, user cap, previous user key
 --       login: give up the previous user lease, take one in the user's count,
 --       index field "u:<sid>" = user name
---       result 0 logged in, 1 user full (the session then holds no user lease)
+--       result 0 logged in (or already held, unless logging in again as the
+--       previous user, who is counted anew), 1 user full (the session then
+--       holds no user lease)
 --   "r", session id, IP key, user key
 --       release: drop the server and IP leases (IP key not 0) and the user
 --       lease (user key not 0) with their index fields
 --       result the number of leases removed
 -- returns     the results, one per operation, in order
+--
+-- A batch whose reply was lost with its connection is sent again, so every
+-- operation is safe to repeat: a repeated admit or login finds its lease
+-- held and keeps it, a repeated release removes nothing.
 --
 -- Members are scored by their expiry on the Redis clock, so leases of a
 -- vanished host drop out by themselves. Nothing else runs while a script
@@ -97,11 +103,14 @@ end
 
 local function login(sid, member, user_key, user, cap, previous_key)
     local field = 'u:' .. sid
+    -- A login sent again finds its lease held; logging in again as the
+    -- previous user is counted anew, as in LocalLimits.
+    local held = previous_key ~= user_key and redis.call('ZSCORE', user_key, member)
     if previous_key then
         drop(previous_key, member)
         index_drop(field)
     end
-    if full(user_key, cap) then
+    if not held and full(user_key, cap) then
         return 1
     end
     take(user_key, member)
