@@ -57,8 +57,9 @@ async def fill(sock: socket.socket, buffer: memoryview, moved: Progress) -> tupl
             try:
                 received = sock.recv_into(buffer[filled:])
             except BlockingIOError:
-                # Hand over what arrived rather than wait for a full buffer.
-                return filled > 0
+                # Keep filling: one large write beats many small ones, and
+                # each hand-over costs a coroutine step in the transfer.
+                return False
             if received == 0:
                 eof = True
                 return True
