@@ -12,7 +12,8 @@ from typing import Any
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.batching import Batcher
-from ftp_cluster.shared.limits.redis_backend import RedisLimits, cluster_counts
+from ftp_cluster.shared.limits.redis_admin import cluster_counts
+from ftp_cluster.shared.limits.redis_backend import RedisLimits
 from tests.conftest import RedisServer
 
 IP = "127.0.0.1"

@@ -21,14 +21,10 @@ from typing import Any
 import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.redis_backend import (
-    LEASES,
-    SCRIPTS,
-    RedisLimits,
-    cluster_counts,
-    release_worker_leases,
-)
+from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
+from ftp_cluster.shared.limits.redis_backend import RedisLimits
 from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
+from ftp_cluster.shared.limits.redis_schema import LEASES, SCRIPTS
 from tests.conftest import RedisServer
 
 IP = "127.0.0.1"

@@ -29,8 +29,8 @@ each cap; logins and bandwidth use the share in both modes. The background
 task probes Redis and, once it answers, re-registers every lease held and
 returns to cluster-wide enforcement.
 
-Scripts live in ``lua/`` (each starts with its KEYS/ARGV/returns contract);
-they are loaded once and called by SHA, and reloaded when Redis forgot them.
+Key names and scripts are in :mod:`.redis_schema`; what the supervisor does to
+the shared state from outside a worker is in :mod:`.redis_admin`.
 Requires Redis 5 or later (scripts read ``TIME`` before writing).
 """
 
@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
@@ -65,11 +63,19 @@ from ftp_cluster.shared.limits.redis_connection import (
     CommandChannel,
     async_client,
     redact,
-    sync_client,
+)
+from ftp_cluster.shared.limits.redis_schema import (
+    LEASES,
+    REFRESH,
+    RELEASE_WORKER,
+    RESERVE,
+    SCRIPTS,
+    Keys,
+    LuaScript,
 )
 from ftp_cluster.shared.settings import RedisSettings
 
-__all__ = ["LuaScript", "RedisLimits", "cluster_counts", "release_worker_leases"]
+__all__ = ["RedisLimits"]
 
 logger = logging.getLogger("ftp_cluster.limits")
 
@@ -89,29 +95,6 @@ _FAILURES: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class LuaScript:
-    """One script from ``lua/`` and the SHA1 Redis knows it by."""
-
-    name: str
-    source: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
-
-    @classmethod
-    def load(cls, name: str) -> LuaScript:
-        text = resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
-        return cls(name, text)
-
-
-LEASES = LuaScript.load("leases")
-REFRESH = LuaScript.load("refresh")
-RELEASE_WORKER = LuaScript.load("release_worker")
-RESERVE = LuaScript.load("reserve")
-SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE)
 
 _ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
 
@@ -140,26 +123,6 @@ class _Release:
 
 
 _LeaseChange = _Admit | _Login | _Release
-
-
-class _Keys:
-    """Key names under one namespace."""
-
-    def __init__(self, namespace: str, worker_id: str = "") -> None:
-        self.leases = f"{namespace}:conn:"
-        self.server = f"{self.leases}server"
-        self.workers = f"{namespace}:worker:"
-        self.index = f"{self.workers}{worker_id}"
-        self._buckets = f"{namespace}:bucket:"
-
-    def ip(self, ip: str) -> str:
-        return f"{self.leases}ip:{ip}"
-
-    def user(self, user: str) -> str:
-        return f"{self.leases}user:{user}"
-
-    def bucket(self, key: str) -> str:
-        return f"{self._buckets}{key}"
 
 
 class _Gate:
@@ -231,7 +194,7 @@ class RedisLimits(LimitsBackend):
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
         self._url = url
-        self._keys = _Keys(namespace, worker_id)
+        self._keys = Keys(namespace, worker_id)
         self._worker_id = worker_id
         self._on_failure = on_failure
         self._ttl_ms = max(1, round(lease_ttl * 1000))
@@ -613,58 +576,3 @@ class RedisLimits(LimitsBackend):
 
 def _cap(limit: int | None) -> int:
     return _NO_CAP if limit is None else limit
-
-
-def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
-    """Free every slot a dead worker held; return how many sessions it had.
-
-    Blocking, for the supervisor right after it reaps a worker. If Redis is
-    unreachable this logs a warning and returns 0: the leases then expire
-    after ``lease_ttl`` on their own.
-    """
-    keys = _Keys(namespace, worker_id)
-    connection = sync_client(url, timeout=1.0)
-    try:
-        result = connection.client.execute_command(  # type: ignore[no-untyped-call]
-            "EVAL", RELEASE_WORKER.source, 1, keys.index, keys.leases, worker_id
-        )
-    except (redis.exceptions.RedisError, OSError) as exc:
-        logger.warning(
-            "could not release the leases of worker %s at %s (%s); they expire by themselves",
-            worker_id,
-            redact(url),
-            exc,
-        )
-        return 0
-    finally:
-        connection.close()
-    return int(result)
-
-
-def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
-    """Live leases cluster-wide, for ``ftp-cluster status`` (blocking client).
-
-    Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n}}``.
-    Expired leases are not counted. Redis errors propagate to the caller.
-    """
-    keys = _Keys(namespace)
-    seconds, micros = client.time()
-    now_ms = seconds * 1000 + micros // 1000
-    ips: dict[str, int] = {}
-    users: dict[str, int] = {}
-    for key in client.scan_iter(match=f"{_glob_escape(keys.leases)}*", count=500):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        live = int(client.zcount(name, f"({now_ms}", "+inf"))
-        kind, _, value = name.removeprefix(keys.leases).partition(":")
-        if live and kind == "ip":
-            ips[value] = live
-        elif live and kind == "user":
-            users[value] = live
-    sessions = int(client.zcount(keys.server, f"({now_ms}", "+inf"))
-    workers = sum(1 for _ in client.scan_iter(match=f"{_glob_escape(keys.workers)}*", count=500))
-    return {"sessions": sessions, "workers": workers, "ips": ips, "users": users}
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` as a literal prefix in a SCAN MATCH pattern."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

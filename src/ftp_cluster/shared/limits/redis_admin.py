@@ -1,0 +1,75 @@
+"""Cluster state in Redis as seen from outside a worker (blocking clients).
+
+The supervisor uses these: it frees a dead worker's leases right after it
+reaps it, and ``ftp-cluster status`` reads the cluster-wide counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+import redis.exceptions
+
+from ftp_cluster.shared.limits.redis_connection import redact, sync_client
+from ftp_cluster.shared.limits.redis_schema import RELEASE_WORKER, Keys
+
+__all__ = ["cluster_counts", "release_worker_leases"]
+
+logger = logging.getLogger("ftp_cluster.limits")
+
+
+def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
+    """Free every slot a dead worker held; return how many sessions it had.
+
+    Blocking, for the supervisor right after it reaps a worker. If Redis is
+    unreachable this logs a warning and returns 0: the leases then expire
+    after ``lease_ttl`` on their own.
+    """
+    keys = Keys(namespace, worker_id)
+    connection = sync_client(url, timeout=1.0)
+    try:
+        result = connection.client.execute_command(  # type: ignore[no-untyped-call]
+            "EVAL", RELEASE_WORKER.source, 1, keys.index, keys.leases, worker_id
+        )
+    except (redis.exceptions.RedisError, OSError) as exc:
+        logger.warning(
+            "could not release the leases of worker %s at %s (%s); they expire by themselves",
+            worker_id,
+            redact(url),
+            exc,
+        )
+        return 0
+    finally:
+        connection.close()
+    return int(result)
+
+
+def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
+    """Live leases cluster-wide, for ``ftp-cluster status`` (blocking client).
+
+    Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n}}``.
+    Expired leases are not counted. Redis errors propagate to the caller.
+    """
+    keys = Keys(namespace)
+    seconds, micros = client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    ips: dict[str, int] = {}
+    users: dict[str, int] = {}
+    for key in client.scan_iter(match=f"{_glob_escape(keys.leases)}*", count=500):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        live = int(client.zcount(name, f"({now_ms}", "+inf"))
+        kind, _, value = name.removeprefix(keys.leases).partition(":")
+        if live and kind == "ip":
+            ips[value] = live
+        elif live and kind == "user":
+            users[value] = live
+    sessions = int(client.zcount(keys.server, f"({now_ms}", "+inf"))
+    workers = sum(1 for _ in client.scan_iter(match=f"{_glob_escape(keys.workers)}*", count=500))
+    return {"sessions": sessions, "workers": workers, "ips": ips, "users": users}
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal prefix in a SCAN MATCH pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
