@@ -322,8 +322,14 @@ def test_killed_worker_frees_its_leases_and_is_replaced(
 
 
 def _replacement_serves(cluster: Cluster, pid: int, held: list[ftplib.FTP]) -> bool:
-    """Whether ``pid`` gets sessions; the kernel picks the slot, so try a few rounds."""
-    for _ in range(5):
+    """Whether ``pid`` gets sessions; the kernel picks the slot, so try a few rounds.
+
+    The rounds are spaced out: on a loaded machine a worker that has just
+    booted may see its first Redis calls time out and refuse (421) until its
+    probe finds Redis again, half a second later.
+    """
+    refusals: list[str] = []
+    for _ in range(10):
         total = sum(1 for ftp in held if ftp.sock is not None and usable(ftp))
         if wait_worker_sessions(cluster, total).get(pid):
             return True
@@ -331,6 +337,9 @@ def _replacement_serves(cluster: Cluster, pid: int, held: list[ftplib.FTP]) -> b
         held.clear()
         batch = attempt_many(cluster, 6)
         held += batch.admitted
+        refusals += batch.refused
+        time.sleep(0.3)
+    print(f"refusals while waiting for the replacement: {refusals}")
     return False
 
 
