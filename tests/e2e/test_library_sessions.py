@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
+from ftp_cluster.shared.limits.local import LocalLimits
 from tests.e2e.conftest import ServerFactory
 
 GUIDO = User(
@@ -183,11 +184,30 @@ def test_idle_timeout_closes_a_silent_session(run_server: ServerFactory) -> None
         ftp.voidcmd("NOOP")
 
 
+class SlowReleaseLimits(LocalLimits):
+    """In-process limits whose release takes as long as a slow remote store's."""
+
+    async def release(self, session_id: str) -> None:
+        await asyncio.sleep(0.3)
+        await super().release(session_id)
+
+
 def test_quit_releases_the_slot_before_221_is_read(run_server: ServerFactory) -> None:
-    running = run_server(lambda: Server(path_io_factory=MemoryPathIO, maximum_connections=1))
-    for _ in range(20):
-        ftp = running.client()
-        ftp.quit()
+    running = run_server(
+        lambda: Server(
+            path_io_factory=MemoryPathIO, limits=SlowReleaseLimits(), maximum_connections=1
+        )
+    )
+    for _ in range(3):
+        with socket.create_connection((running.host, running.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            sock.sendall(b"QUIT\r\n")
+            assert reader.readline().startswith(b"221")
+            # Under a cap of one, the next client gets in only if the slot
+            # was free when the 221 was sent, not some time after it.
+            follower = running.client()
+            follower.quit()
 
 
 def test_server_and_ip_limits_are_421_and_user_limit_530(run_server: ServerFactory) -> None:
@@ -246,4 +266,3 @@ def test_path_io_runs_on_real_disk(run_server: ServerFactory, tmp_path: Path) ->
     ftp.mkd("d")
     ftp.storbinary("STOR d/f", io.BytesIO(os.urandom(100_000)))
     assert (tmp_path / "d" / "f").stat().st_size == 100_000
-    assert asyncio.iscoroutinefunction(running.server.wait_closed)

@@ -142,7 +142,7 @@ class ControlConnection(asyncio.Protocol):
     def _spawn_release(self) -> None:
         if self.admitted:
             self.admitted = False
-            self.ctx.spawn(self.ctx.limits.release(self.session_id))
+            self.ctx.track(self.ctx.limits.release(self.session_id))
 
     def pause_writing(self) -> None:
         # A client that does not read its replies gets no more of them.

@@ -46,12 +46,9 @@ class WorkerContext:
     def root_for(self, user: User) -> PurePosixPath:
         return self.roots[user.key]
 
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run bookkeeping (limit releases) that must finish even if its session is gone."""
-        self.track(coroutine)
-
     def track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task that ``wait_closed`` waits for."""
+        """A task that ``wait_closed`` waits for (requests, and limit releases that
+        must finish even when their session is gone)."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)

@@ -143,13 +143,13 @@ class _Gate:
         self._open.set()
         self._idle = asyncio.Event()
 
-    async def enter(self) -> None:
-        """Take shared access; pair with :meth:`leave`."""
+    async def __aenter__(self) -> None:
+        """Shared access (``async with gate:``); a plain method pair, no generator."""
         while self._exclusive:
             await self._open.wait()
         self._active += 1
 
-    def leave(self) -> None:
+    async def __aexit__(self, *_: object) -> None:
         self._active -= 1
         if self._exclusive and not self._active:
             self._idle.set()
@@ -272,8 +272,7 @@ class RedisLimits(LimitsBackend):
     # -- connections ---------------------------------------------------------
 
     async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
-        await self._gate.enter()
-        try:
+        async with self._gate:
             if self._healthy:
                 change = _Admit(session_id, ip, _cap(caps.server), _cap(caps.per_ip))
                 try:
@@ -290,12 +289,9 @@ class RedisLimits(LimitsBackend):
             if self._on_failure == "closed":
                 return Refusal.UNAVAILABLE
             return await self._fallback.admit(session_id, ip, caps)
-        finally:
-            self._gate.leave()
 
     async def login(self, session_id: str, user: str, maximum: int | None) -> Refusal | None:
-        await self._gate.enter()
-        try:
+        async with self._gate:
             if self._healthy:
                 previous = self._fallback.holding(session_id)
                 change = _Login(
@@ -313,29 +309,21 @@ class RedisLimits(LimitsBackend):
             refusal = await self._fallback.login(session_id, user, maximum)
             self._note_offline_end(session_id)
             return refusal
-        finally:
-            self._gate.leave()
 
     async def logout(self, session_id: str) -> None:
-        await self._gate.enter()
-        try:
+        async with self._gate:
             holding = self._fallback.holding(session_id)
             await self._fallback.logout(session_id)
             if holding is not None and holding.user is not None:
                 await self._send_release(_Release(session_id, None, holding.user))
-        finally:
-            self._gate.leave()
 
     async def release(self, session_id: str) -> None:
-        await self._gate.enter()
-        try:
+        async with self._gate:
             holding = self._fallback.holding(session_id)
             if holding is None:
                 return
             await self._fallback.release(session_id)
             await self._send_release(_Release(session_id, holding.ip, holding.user))
-        finally:
-            self._gate.leave()
 
     async def _send_release(self, change: _Release) -> None:
         if self._healthy:

@@ -18,10 +18,6 @@ class Reply:
     def of(cls, code: int, *lines: str) -> Reply:
         return cls(code, lines or ("",))
 
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
     def encode(self) -> bytes:
         # Carriage returns and line feeds inside a line would let a file name
         # forge a reply; they are replaced, never sent raw.
@@ -33,7 +29,3 @@ class Reply:
         body = [f" {line}" for line in clean[1:-1]]
         tail = [f"{self.code} {clean[-1]}"]
         return ("\r\n".join(head + body + tail) + "\r\n").encode("utf-8", "surrogateescape")
-
-    @property
-    def is_positive_preliminary(self) -> bool:
-        return 100 <= self.code < 200
