@@ -197,9 +197,10 @@ def async_client(url: str, *, timeout: float, max_connections: int = 64) -> Asyn
         )
         return AsyncRedis(redis.asyncio.Redis(connection_pool=pool))
     sentinel_options, master_options = _sentinel_options(sentinel, timeout, no_retry)
-    manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        sentinel.sentinels, sentinel_kwargs=sentinel_options
-    )
+    # Sentinel's annotations differ between redis-py releases; Any keeps the
+    # call type-clean on all of them.
+    sentinel_class: Any = redis.asyncio.sentinel.Sentinel
+    manager = sentinel_class(sentinel.sentinels, sentinel_kwargs=sentinel_options)
     master = manager.master_for(sentinel.service, **master_options)
     return AsyncRedis(master, list(manager.sentinels))
 
@@ -211,12 +212,9 @@ def sync_client(url: str, *, timeout: float) -> SyncRedis:
     if sentinel is None:
         return SyncRedis(redis.Redis.from_url(url, retry=no_retry, **_socket_options(timeout)))
     sentinel_options, master_options = _sentinel_options(sentinel, timeout, no_retry)
-    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        sentinel.sentinels, sentinel_kwargs=sentinel_options
-    )
-    master = manager.master_for(  # type: ignore[no-untyped-call]
-        sentinel.service, **master_options
-    )
+    sentinel_class: Any = redis.sentinel.Sentinel  # see async_client
+    manager = sentinel_class(sentinel.sentinels, sentinel_kwargs=sentinel_options)
+    master = manager.master_for(sentinel.service, **master_options)
     return SyncRedis(master, list(manager.sentinels))
 
 
