@@ -2,9 +2,11 @@
 
 A plain :class:`asyncio.Protocol` rather than streams: an idle session costs
 one small object, no task and no stream buffers. Commands whose reply needs no
-I/O are answered inside ``data_received``; the others run one at a time in a
-task while further commands wait in the buffer (ABOR excepted, which
-interrupts a running transfer).
+I/O are answered inside ``data_received``; the others (requests) run one at a
+time while further commands wait in the buffer (ABOR excepted, which
+interrupts a running transfer). A request starts inline and becomes a task
+only if it has to wait (:mod:`.eager`): with in-process limits a whole
+session, admission to QUIT, runs without a single task.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class ControlConnection(asyncio.Protocol):
             self._close(Reply.of(421, "server shutting down"))
             return
         self.ctx.connections.add(self)
-        self._runner = self.ctx.track(self._admit())
+        self._runner = self.ctx.start(self._admit())
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -142,7 +144,7 @@ class ControlConnection(asyncio.Protocol):
     def _spawn_release(self) -> None:
         if self.admitted:
             self.admitted = False
-            self.ctx.track(self.ctx.limits.release(self.session_id))
+            self.ctx.start(self.ctx.limits.release(self.session_id))
 
     def pause_writing(self) -> None:
         # A client that does not read its replies gets no more of them.
@@ -233,7 +235,11 @@ class ControlConnection(asyncio.Protocol):
             self._write(step)
             return
         self._busy = True
-        self._runner = self.ctx.track(self._run(step))
+        rest = self.ctx.start(self._run(step))
+        if rest is not None:
+            self._runner = rest
+            # The commands that wait behind the request go on when it ends.
+            rest.add_done_callback(self._after_request)
 
     def _take_abort(self) -> None:
         """Honour an ABOR that arrived during a transfer, ahead of queued commands."""
@@ -306,7 +312,8 @@ class ControlConnection(asyncio.Protocol):
             return
         if self._quit_when_idle:
             self._close(Reply.of(421, "server shutting down"))
-            return
+
+    def _after_request(self, _task: asyncio.Task[None]) -> None:
         self._process()
 
     async def _execute(self, request: Request) -> Reply | None:

@@ -13,6 +13,7 @@ from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
 from ftp_cluster.worker.datachannel import PortPool
+from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.transfer import Counters
@@ -46,10 +47,12 @@ class WorkerContext:
     def root_for(self, user: User) -> PurePosixPath:
         return self.roots[user.key]
 
-    def track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task that ``wait_closed`` waits for (requests, and limit releases that
-        must finish even when their session is gone)."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+    def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        """Run ``coroutine`` now, inline; if it has to wait, the rest becomes a task
+        that ``wait_closed`` waits for (requests, and limit releases that must
+        finish even when their session is gone). ``None``: it is already done."""
+        task = start_eagerly(coroutine)
+        if task is not None:
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
         return task
