@@ -12,10 +12,11 @@ import uvloop
 from ftp_cluster.worker.eager import start_eagerly
 
 Scenario = Callable[[], Coroutine[Any, Any, None]]
+Run = Callable[[Scenario], None]
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Scenario], None]:
+def run(request: pytest.FixtureRequest) -> Run:
     """Run a scenario on a fresh loop of either kind (workers use uvloop)."""
 
     def runner(scenario: Scenario) -> None:
@@ -27,7 +28,7 @@ def run(request: pytest.FixtureRequest) -> Callable[[Scenario], None]:
     return runner
 
 
-def test_a_coroutine_that_never_waits_finishes_inline(run: Callable[[Scenario], None]) -> None:
+def test_a_coroutine_that_never_waits_finishes_inline(run: Run) -> None:
     async def scenario() -> None:
         steps: list[str] = []
 
@@ -41,7 +42,7 @@ def test_a_coroutine_that_never_waits_finishes_inline(run: Callable[[Scenario], 
 
 
 def test_it_runs_inline_up_to_the_first_wait_then_as_a_task(
-    run: Callable[[Scenario], None],
+    run: Run,
 ) -> None:
     async def scenario() -> None:
         steps: list[str] = []
@@ -63,7 +64,7 @@ def test_it_runs_inline_up_to_the_first_wait_then_as_a_task(
     run(scenario)
 
 
-def test_several_waits_and_sleeps_are_followed(run: Callable[[Scenario], None]) -> None:
+def test_several_waits_and_sleeps_are_followed(run: Run) -> None:
     async def scenario() -> None:
         async def work() -> int:
             total = 0
@@ -80,7 +81,7 @@ def test_several_waits_and_sleeps_are_followed(run: Callable[[Scenario], None]) 
     run(scenario)
 
 
-def test_an_error_before_the_first_wait_reaches_the_caller(run: Callable[[Scenario], None]) -> None:
+def test_an_error_before_the_first_wait_reaches_the_caller(run: Run) -> None:
     async def scenario() -> None:
         async def work() -> None:
             raise ValueError("early")
@@ -91,7 +92,7 @@ def test_an_error_before_the_first_wait_reaches_the_caller(run: Callable[[Scenar
     run(scenario)
 
 
-def test_an_error_after_a_wait_is_the_task_s(run: Callable[[Scenario], None]) -> None:
+def test_an_error_after_a_wait_is_the_task_s(run: Run) -> None:
     async def scenario() -> None:
         async def work() -> None:
             await asyncio.sleep(0)
@@ -106,7 +107,7 @@ def test_an_error_after_a_wait_is_the_task_s(run: Callable[[Scenario], None]) ->
 
 
 def test_cancelling_the_task_cancels_the_coroutine_where_it_waits(
-    run: Callable[[Scenario], None],
+    run: Run,
 ) -> None:
     async def scenario() -> None:
         seen: list[str] = []
@@ -133,7 +134,7 @@ def test_cancelling_the_task_cancels_the_coroutine_where_it_waits(
     run(scenario)
 
 
-def test_a_coroutine_may_catch_the_cancellation_and_return(run: Callable[[Scenario], None]) -> None:
+def test_a_coroutine_may_catch_the_cancellation_and_return(run: Run) -> None:
     async def scenario() -> None:
         async def work() -> str:
             try:
