@@ -86,6 +86,7 @@ async def stor_many(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
     clients, size = ctx.settings.clients, ctx.settings.many_size
     ctx.reporter.detail(f"{clients} x STOR")
     source = str(ctx.dataset.real(MANY))
+    ctx.dataset.warm(clients * size)
     job = StorJob(
         ctx.target(server), clients, source=source, size=size, directory="/upload", tag="many"
     )

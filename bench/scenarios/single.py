@@ -107,6 +107,7 @@ async def stor_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     source = str(ctx.dataset.real(SINGLE))
     rates: list[float] = []
     failures: Counter[str] = Counter()
+    ctx.dataset.warm(size)  # each later run reuses the pages the one before freed
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
         session = await one_session(ctx, server, failures)
