@@ -81,6 +81,18 @@ class PrivateRedis:
             sock.sendall(line + b"\r\n")
             return sock.recv(1 << 16)
 
+    def load(self) -> tuple[int, float]:
+        """Script calls so far and Redis CPU seconds, from ``INFO`` (cheap, unlike MONITOR).
+
+        Only EVALSHA is counted: ``commandstats`` also counts the commands
+        that scripts run inside Redis.
+        """
+        stats = self.command(b"INFO commandstats").decode(errors="replace")
+        calls = sum(int(m) for m in re.findall(r"^cmdstat_evalsha:calls=(\d+)", stats, re.M))
+        cpu = self.command(b"INFO cpu").decode(errors="replace")
+        used = re.findall(r"^used_cpu_(?:sys|user):([\d.]+)", cpu, re.M)
+        return calls, sum(float(value) for value in used)
+
     def flush(self) -> None:
         """Empty the private Redis between scenarios."""
         self.command(b"FLUSHALL")

@@ -181,7 +181,11 @@ def _redis_cost_lines(results: dict[str, Any]) -> list[str]:
         rate = figures.get("sessions_per_s")
         text = f"{rate:.0f} sessions/s" if rate is not None else _status(figures)
         per = figures.get("redis_commands_per_session")
-        extra = f", {per:.1f} Redis commands/session" if per is not None else ""
+        extra = f", {per:.1f} Redis commands/session alone" if per is not None else ""
+        scripts = figures.get("redis_scripts_per_session_loaded")
+        if scripts is not None:
+            cpu = figures.get("redis_cpu_us_per_session", 0.0)
+            extra += f", {scripts:.2f} script calls and {cpu:.0f} µs of Redis CPU/session loaded"
         lines.append(f"9 churn, {label}: {text}{extra}")
     summary = scenario.get("summary") or {}
     if summary:

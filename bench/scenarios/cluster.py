@@ -119,19 +119,26 @@ def plan_redis_cost(ctx: Context, peers: list[Peer]) -> list[RunPlan]:
 async def redis_cost(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
     settings = ctx.settings
     ctx.reporter.detail(f"{settings.churn_clients} clients for {settings.duration:g} s")
+    redis = ctx.redis if spec.redis_url is not None else None
+    calls_before, cpu_before = redis.load() if redis is not None else (0, 0.0)
     figures = await churn_run(ctx, server, settings.churn_clients, settings.duration)
     figures["backend"] = "redis" if spec.redis_url else "in-process"
-    if spec.redis_url is None or ctx.redis is None:
+    if redis is None:
         return figures
+    if figures.get("sessions"):
+        # Under load the worker batches lease changes; these show what that buys.
+        calls, cpu = redis.load()
+        figures["redis_scripts_per_session_loaded"] = (calls - calls_before) / figures["sessions"]
+        figures["redis_cpu_us_per_session"] = 1e6 * (cpu - cpu_before) / figures["sessions"]
     # Counted in a separate, short run: MONITOR itself slows Redis down.
     ctx.reporter.detail("counting Redis commands per session")
-    counter = await asyncio.to_thread(CommandCounter, ctx.redis.port)
+    counter = await asyncio.to_thread(CommandCounter, redis.port)
     try:
-        before = counter.total()
+        counted_before = counter.total()
         job = ChurnJob(ctx.target(server), 1, settings.duration, _REDIS_COUNT_SESSIONS)
         counted = await execute(job)
         await asyncio.to_thread(counter.settle)
-        commands = counter.total() - before
+        commands = counter.total() - counted_before
         figures["redis_commands_per_session"] = commands / counted.ok if counted.ok else None
         figures["redis_commands_by_name"] = counter.snapshot()
     finally:
