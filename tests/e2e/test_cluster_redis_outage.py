@@ -201,6 +201,9 @@ def test_restart_unseen_by_an_idle_worker_refuses_nobody(
     config = config_toml({}, {"namespace": "unseen", "on_failure": "closed", "lease_ttl": 60})
     cluster = start_with_redis(start_cluster, redis.url, 1, config)
     quit_all([_admitted(cluster)])  # the worker now has a pooled connection
+    # An uncapped session's release is not waited for: let it land, so that
+    # the worker is idle when Redis goes away.
+    wait_cluster_sessions(cluster, 0)
     kill(redis)
     redis.start()
     result = attempt(cluster)

@@ -232,6 +232,7 @@ def test_index_matches_the_leases_after_batches(
                 limits.release("s2"),
             )
             await asyncio.gather(limits.login("s0", "bob", None), limits.logout("s1"))
+            await limits.settled()
             index = redis_server.client().hgetall(f"{redis_namespace}:worker:w")
             assert index == {
                 **{f"c:s{n}".encode(): IP.encode() for n in (0, 1, 3, 4, 5)},

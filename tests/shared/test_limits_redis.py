@@ -130,6 +130,7 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
             for n, ip in enumerate([IP, IP, FOREIGN]):
                 assert await limits.admit(str(n), ip, NO_CAPS) is None
             assert await limits.login("0", "alice", None) is None
+            await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts == {
                 "sessions": 3,
@@ -156,6 +157,7 @@ async def main(url, namespace, worker_id, sessions, ttl):
     for n in range(int(sessions)):
         assert await limits.admit(str(n), "127.0.0.1", ConnectionCaps()) is None
         assert await limits.login(str(n), "alice", None) is None
+    await limits.settled()  # uncapped changes are not waited for otherwise
     print("ready", flush=True)
     await asyncio.sleep(60)
 
@@ -296,7 +298,9 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
                 assert await limits.admit(str(n), IP, NO_CAPS) is None
             server.stop()
             started = time.monotonic()
-            assert await limits.admit("3", IP, NO_CAPS) is Refusal.UNAVAILABLE
+            # A capped admission waits for Redis, so the outage refuses the
+            # very first one (an uncapped one would be admitted, not waiting).
+            assert await limits.admit("3", IP, ConnectionCaps(server=100)) is Refusal.UNAVAILABLE
             assert await limits.admit("4", IP, NO_CAPS) is Refusal.UNAVAILABLE
             assert not limits.stats().healthy
             # Admitted sessions carry on: logins count against this worker's
@@ -420,6 +424,71 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
     run(main())
 
 
+def test_uncapped_changes_do_not_wait_for_redis(
+    redis_factory: Callable[[], RedisServer], redis_namespace: str
+) -> None:
+    """No cap counts them, so no session waits; Redis still gets every lease."""
+    server = redis_factory()
+
+    async def main() -> None:
+        limits = RedisLimits(
+            server.url, namespace=redis_namespace, worker_id="w", socket_timeout=10
+        )
+        await limits.start()
+        try:
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                assert await limits.admit("1", IP, NO_CAPS) is None
+                assert await limits.login("1", "alice", None) is None
+                assert await limits.admit("2", FOREIGN, NO_CAPS) is None
+                await limits.release("2")
+                assert time.monotonic() - started < 2.5, "uncapped changes waited for Redis"
+                capped = asyncio.create_task(limits.admit("3", IP, ConnectionCaps(server=10)))
+                await asyncio.sleep(0.3)
+                assert not capped.done(), "a capped admission must wait for Redis"
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert await capped is None
+            await limits.settled()
+            counts = cluster_counts(server.client(), redis_namespace)
+            assert counts == {"sessions": 2, "workers": 1, "ips": {IP: 2}, "users": {"alice": 1}}
+            assert limits.stats().healthy
+        finally:
+            await limits.close()
+
+    run(main())
+
+
+def test_an_uncapped_change_that_fails_starts_the_outage(
+    redis_factory: Callable[[], RedisServer], redis_namespace: str
+) -> None:
+    server = redis_factory()
+
+    async def main() -> None:
+        limits = RedisLimits(server.url, namespace=redis_namespace, worker_id="w")
+        await limits.start()
+
+        async def unhealthy() -> bool:
+            return not limits.stats().healthy
+
+        try:
+            server.stop()
+            # Admitted at once: nothing was known to be wrong, and no cap is at stake.
+            assert await limits.admit("1", IP, NO_CAPS) is None
+            await eventually(unhealthy, timeout=5)
+            assert await limits.admit("2", IP, NO_CAPS) is Refusal.UNAVAILABLE
+            server.start()
+            await eventually(_healthy(limits), timeout=5)
+            await limits.settled()
+            # The resync registered the session the failed change was for.
+            assert cluster_counts(server.client(), redis_namespace)["sessions"] == 1
+        finally:
+            await limits.close()
+
+    run(main())
+
+
 def test_redis_that_never_answered(redis_factory: Callable[[], RedisServer]) -> None:
     server = redis_factory()
     server.stop()
@@ -478,9 +547,11 @@ def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespa
         await limits.start()
         try:
             assert await limits.admit("1", IP, NO_CAPS) is None
+            await limits.settled()
             redis_server.client().script_flush()
             before = limits.stats().commands_sent
             assert await limits.admit("2", IP, NO_CAPS) is None
+            await limits.settled()
             # The failed EVALSHA, one SCRIPT LOAD per script, the retried EVALSHA.
             assert limits.stats().commands_sent - before == len(SCRIPTS) + 2
             assert limits.stats().healthy

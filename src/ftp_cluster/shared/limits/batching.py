@@ -57,6 +57,14 @@ class Batcher(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """Queue ``item`` for the next batch and wait for its result."""
+        return await self.push(item)
+
+    def push(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item`` for the next batch; the future gets its result.
+
+        For a caller that need not wait: it may attach a callback instead.
+        Cancelling the future withdraws nothing (the item may be sent anyway).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._items.append(item)
@@ -64,15 +72,19 @@ class Batcher(Generic[Item, Result]):
         if not self._scheduled and self._running is None:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
         if self._running is not None or not self._items:
             return
         count = self._max_batch
-        items, self._items = self._items[:count], self._items[count:]
-        futures, self._futures = self._futures[:count], self._futures[count:]
+        if len(self._items) <= count:  # the usual case: take all, copy nothing
+            items, self._items = self._items, []
+            futures, self._futures = self._futures, []
+        else:
+            items, self._items = self._items[:count], self._items[count:]
+            futures, self._futures = self._futures[:count], self._futures[count:]
         self._batches += 1
         self._running = asyncio.get_running_loop().create_task(self._run(items, futures))
 

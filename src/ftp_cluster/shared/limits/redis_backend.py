@@ -17,6 +17,12 @@ also keeps an index hash of its leases, so that:
   :func:`release_worker_leases`, and a host that vanishes entirely loses
   its slots when the leases expire.
 
+A change that no cap counts (an admission with neither a server nor a
+per-IP cap, a login without a user cap, and the releases of a session that
+only ever had such leases) is sent in the same batches, but its caller does
+not wait for it: Redis could not refuse it, so the session goes on at once.
+:meth:`RedisLimits.settled` waits for such changes to land.
+
 Bandwidth buckets are hashes updated by one script call per :meth:`reserve`
 for all buckets at once, with the Redis clock deciding refills.
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -150,6 +157,16 @@ class _Gate:
         self._active += 1
 
     async def __aexit__(self, *_: object) -> None:
+        self.leave()
+
+    def hold(self) -> None:
+        """One more shared holder, from inside shared access; :meth:`leave` ends it.
+
+        For work that outlives the ``async with`` block it was started in.
+        """
+        self._active += 1
+
+    def leave(self) -> None:
         self._active -= 1
         if self._exclusive and not self._active:
             self._idle.set()
@@ -205,6 +222,8 @@ class RedisLimits(LimitsBackend):
         self._fallback = LocalLimits(share=workers)
         # Sessions that ended while their release could not be sent.
         self._ended_offline: set[str] = set()
+        # Sessions none of whose leases count against a cap (see admit()).
+        self._uncapped: set[str] = set()
         self._redis: AsyncRedis | None = None
         self._channel: CommandChannel | None = None  # for the lease batches
         self._healthy = True
@@ -244,7 +263,17 @@ class RedisLimits(LimitsBackend):
             self._maintain(), name=f"redis-limits-{self._worker_id}"
         )
 
+    async def settled(self) -> None:
+        """Wait until every lease change made so far has run in Redis (or failed).
+
+        Changes that no cap counts are sent without their caller waiting for
+        them; this is for whoever must see them in Redis.
+        """
+        async with self._gate.exclusive():
+            pass
+
     async def close(self) -> None:
+        await self.settled()
         task, self._task = self._task, None
         if task is not None:
             # redis-py awaits asyncio.wait_for, which on Python 3.11 can swallow
@@ -275,6 +304,13 @@ class RedisLimits(LimitsBackend):
         async with self._gate:
             if self._healthy:
                 change = _Admit(session_id, ip, _cap(caps.server), _cap(caps.per_ip))
+                if change.server_cap == change.ip_cap == _NO_CAP:
+                    # Nothing Redis could answer would refuse this session, so
+                    # it need not wait: its leases are still taken, to be
+                    # counted by sessions that do have caps, and by status.
+                    self._send_unawaited(change)
+                    self._uncapped.add(session_id)
+                    return await self._fallback.admit(session_id, ip, ConnectionCaps())
                 try:
                     result = await self._changes.submit(change)
                 except _FAILURES as exc:
@@ -297,6 +333,10 @@ class RedisLimits(LimitsBackend):
                 change = _Login(
                     session_id, user, _cap(maximum), None if previous is None else previous.user
                 )
+                if change.cap == _NO_CAP:
+                    self._send_unawaited(change)
+                    return await self._fallback.login(session_id, user, None)
+                self._uncapped.discard(session_id)
                 try:
                     result = await self._changes.submit(change)
                 except _FAILURES as exc:
@@ -306,6 +346,7 @@ class RedisLimits(LimitsBackend):
                         return await self._fallback.login(session_id, user, None)
                     await self._fallback.logout(session_id)
                     return Refusal.USER_FULL
+            self._uncapped.discard(session_id)
             refusal = await self._fallback.login(session_id, user, maximum)
             self._note_offline_end(session_id)
             return refusal
@@ -315,7 +356,8 @@ class RedisLimits(LimitsBackend):
             holding = self._fallback.holding(session_id)
             await self._fallback.logout(session_id)
             if holding is not None and holding.user is not None:
-                await self._send_release(_Release(session_id, None, holding.user))
+                change = _Release(session_id, None, holding.user)
+                await self._send_release(change, wait=session_id not in self._uncapped)
 
     async def release(self, session_id: str) -> None:
         async with self._gate:
@@ -323,9 +365,17 @@ class RedisLimits(LimitsBackend):
             if holding is None:
                 return
             await self._fallback.release(session_id)
-            await self._send_release(_Release(session_id, holding.ip, holding.user))
+            uncapped = session_id in self._uncapped
+            self._uncapped.discard(session_id)
+            await self._send_release(
+                _Release(session_id, holding.ip, holding.user), wait=not uncapped
+            )
 
-    async def _send_release(self, change: _Release) -> None:
+    async def _send_release(self, change: _Release, *, wait: bool) -> None:
+        """Free leases; ``wait=False`` when no cap counts them, so no session waits for it."""
+        if self._healthy and not wait:
+            self._send_unawaited(change)
+            return
         if self._healthy:
             try:
                 await self._changes.submit(change)
@@ -375,6 +425,30 @@ class RedisLimits(LimitsBackend):
                 number(0 if change.user is None else position(self._keys.user(change.user)))
         results = await self._eval_packed(LEASES, keys, args)
         return [int(result) for result in results]
+
+    def _send_unawaited(self, change: _LeaseChange) -> None:
+        """Send ``change`` with the next batch; its caller goes on at once.
+
+        The change holds the gate until it has run, as an awaited one does,
+        so that no refresh snapshot races it.
+        """
+        self._gate.hold()
+        self._changes.push(change).add_done_callback(functools.partial(self._sent, change))
+
+    def _sent(self, change: _LeaseChange, future: asyncio.Future[int]) -> None:
+        self._gate.leave()
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            return
+        if isinstance(exc, _FAILURES):
+            # As for an awaited change: the mirror holds the truth, and the
+            # resync after the outage makes Redis hold it too.
+            self._lost(exc)
+            self._note_offline_end(change.session_id)
+        else:
+            logger.error("unexpected error in a lease change", exc_info=exc)
 
     def _note_offline_end(self, session_id: str) -> None:
         if self._fallback.holding(session_id) is None:
