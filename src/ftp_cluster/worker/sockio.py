@@ -20,8 +20,21 @@ __all__ = ["fill", "sendfile"]
 Progress = Callable[[int], None]
 
 
-async def sendfile(sock: socket.socket, fd: int, offset: int, count: int, moved: Progress) -> int:
-    """Send up to ``count`` bytes of ``fd`` from ``offset``; fewer only at end of file."""
+async def sendfile(
+    sock: socket.socket,
+    fd: int,
+    offset: int,
+    count: int,
+    moved: Progress,
+    *,
+    turn: Callable[[], int] | None = None,
+) -> int:
+    """Send up to ``count`` bytes of ``fd`` from ``offset``; fewer only at end of file.
+
+    ``turn()``, if given, caps the bytes sent per readiness event, so that
+    many concurrent downloads take turns instead of each filling its socket
+    buffer at once.
+    """
     out = sock.fileno()
     done = 0
     finished = False
@@ -29,14 +42,18 @@ async def sendfile(sock: socket.socket, fd: int, offset: int, count: int, moved:
     def step() -> bool:
         """Send what the socket takes now; True when the chunk or the file is done."""
         nonlocal done, finished
+        budget = count if turn is None else turn()
         while done < count:
+            if budget <= 0:
+                return False  # the loop calls again while the socket is writable
             try:
-                sent = os.sendfile(out, fd, offset + done, count - done)
+                sent = os.sendfile(out, fd, offset + done, min(count - done, budget))
             except BlockingIOError:
                 return False
             if sent == 0:
                 break
             done += sent
+            budget -= sent
             moved(sent)
         finished = True
         return True
