@@ -396,6 +396,34 @@ async def test_download_descriptor(tree: Tree) -> None:
     await fails(errno.EBADF, download.read(1))
 
 
+@asynctest
+async def test_upload_descriptor(tree: Tree) -> None:
+    """Only PathIO offers one, not for appending (Linux cannot splice there)."""
+    io = tree.io
+    spliceable = isinstance(io, PathIO)
+    cases: list[tuple[UploadMode, int, bytes]] = [
+        ("replace", 0, b"abc"),
+        ("offset", 4, b"0123abc789"),
+    ]
+    for mode, offset, expected in cases:
+        await put(io, tree / "f", b"0123456789")
+        upload = await io.open_upload(tree / "f", mode, offset)
+        fd = upload.fileno()
+        if spliceable:
+            assert fd is not None
+            assert os.lseek(fd, 0, os.SEEK_CUR) == offset  # positioned for a splice
+            os.write(fd, b"abc")
+        else:
+            assert fd is None
+            await upload.write(b"abc")
+        await upload.commit()
+        assert upload.fileno() is None
+        assert await get(io, tree / "f") == expected
+    appending = await io.open_upload(tree / "f", "append")
+    assert appending.fileno() is None
+    await appending.abort()
+
+
 # -- confinement ------------------------------------------------------------------
 
 

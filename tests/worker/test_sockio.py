@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -86,3 +87,69 @@ def test_concurrent_downloads_share_the_turn() -> None:
     counters.sending = 300
     assert counters.turn() < lone
     assert counters.turn() >= 64 * 1024  # never so small that system calls dominate
+
+
+def _upload(
+    chunks: list[bytes], limit: int, target: int, pipe: sockio.Pipe
+) -> list[tuple[int, bool]]:
+    """Send ``chunks`` then EOF into a socket; splice it all into ``target``: each call's result."""
+
+    async def scenario() -> list[tuple[int, bool]]:
+        loop = asyncio.get_running_loop()
+        receiver, sender = socket.socketpair()
+        receiver.setblocking(False)
+
+        def send() -> None:
+            for chunk in chunks:
+                sender.sendall(chunk)
+            sender.shutdown(socket.SHUT_WR)
+
+        sending = loop.run_in_executor(None, send)
+        results: list[tuple[int, bool]] = []
+        try:
+            for _ in range(10_000):  # bounded: each call moves something or ends
+                result = await sockio.splice(receiver, pipe, target, limit, lambda _: None)
+                results.append(result)
+                assert result[0] <= limit
+                if result[1]:
+                    break
+        finally:
+            await sending
+            receiver.close()
+            sender.close()
+        return results
+
+    return uvloop.run(scenario())
+
+
+@pytest.mark.skipif(not sockio.CAN_SPLICE, reason="os.splice is Linux only")
+def test_splice_moves_a_stream_into_a_file_and_sees_its_end(tmp_path: Path) -> None:
+    chunks = [os.urandom(n) for n in (1, 70_000, 3 * 1024 * 1024, 5)]
+    pipe = sockio.Pipe()
+    fd = os.open(tmp_path / "up", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b"head")  # splices go on from the file's position
+        results = _upload(chunks, 256 * 1024, fd, pipe)
+    finally:
+        os.close(fd)
+        pipe.close()
+    assert (tmp_path / "up").read_bytes() == b"head" + b"".join(chunks)
+    assert sum(moved for moved, _ in results) == sum(map(len, chunks))
+    assert results[-1][1] and not any(eof for _, eof in results[:-1])
+
+
+@pytest.mark.skipif(not sockio.CAN_SPLICE, reason="os.splice is Linux only")
+def test_a_failed_splice_into_the_file_leaves_the_pipe_clean(tmp_path: Path) -> None:
+    pipe = sockio.Pipe()
+    broken = os.open(tmp_path / "ro", os.O_RDONLY | os.O_CREAT)  # cannot be written
+    fd = os.open(tmp_path / "up", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError):
+            _upload([b"lost"], 1024, broken, pipe)
+        # The next upload gets only its own bytes, nothing left from the failure.
+        _upload([b"kept"], 1024, fd, pipe)
+    finally:
+        os.close(broken)
+        os.close(fd)
+        pipe.close()
+    assert (tmp_path / "up").read_bytes() == b"kept"

@@ -423,6 +423,7 @@ class ControlConnection(asyncio.Protocol):
             local_host=self._local_host,
             wait_timeout=ctx.settings.wait_future_timeout,
             socket_timeout=ctx.settings.socket_timeout,
+            pipe=ctx.pipe,
         )
 
     def _session(self) -> Session:

@@ -16,6 +16,7 @@ from ftp_cluster.worker.datachannel import PortPool
 from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.transfer import Counters
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class WorkerContext:
     ports: PortPool
     caps: ConnectionCaps
     counters: Counters = field(default_factory=Counters)
+    pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ControlConnection] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False

@@ -194,6 +194,7 @@ class Server:
             else:
                 await asyncio.sleep(0.01)
         await self.limits.close()
+        self._ctx.pipe.close()
 
     def stats(self) -> ServerStats:
         counters = self._ctx.counters

@@ -11,11 +11,12 @@ can take at once costs no wait at all.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 from collections.abc import Callable
 
-__all__ = ["fill", "sendfile"]
+__all__ = ["CAN_SPLICE", "Pipe", "fill", "sendfile", "splice"]
 
 Progress = Callable[[int], None]
 
@@ -87,6 +88,91 @@ async def fill(sock: socket.socket, buffer: memoryview, moved: Progress) -> tupl
     if not step():
         await _drive(asyncio.get_running_loop(), sock.fileno(), step, writer=False)
     return filled, eof
+
+
+class Pipe:
+    """A pipe that uploads pass through on their way from a socket into a file.
+
+    ``os.splice`` moves socket data into the pipe and on into the file's page
+    cache without a copy in and out of this process: about half the CPU time
+    of ``recv_into`` then ``write``. Every splice into it is drained into the
+    file before control returns to the loop, so one pipe serves all uploads
+    of a worker. Opened on first use; :meth:`close` ends it.
+    """
+
+    SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size by default
+
+    def __init__(self) -> None:
+        self._ends: tuple[int, int] | None = None
+        self.size = 0
+
+    def ends(self) -> tuple[int, int]:
+        """``(read end, write end)``, opened now if need be."""
+        if self._ends is None:
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            try:
+                self.size = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, self.SIZE)
+            except OSError:  # over the user's pipe quota: the default size
+                self.size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+            self._ends = read_end, write_end
+        return self._ends
+
+    def close(self) -> None:
+        """Close both ends (after a failed drain, to drop what it still holds)."""
+        ends, self._ends = self._ends, None
+        if ends is not None:
+            for end in ends:
+                os.close(end)
+
+
+async def splice(
+    sock: socket.socket, pipe: Pipe, fd: int, limit: int, moved: Progress
+) -> tuple[int, bool]:
+    """Move up to ``limit`` bytes from ``sock`` into the file ``fd`` at its position.
+
+    Returns ``(moved, at_eof)`` as soon as something moved and the socket has
+    no more for now, or at ``limit``, or at the end of the stream.
+    """
+    source = sock.fileno()
+    total = 0
+    eof = False
+
+    def step() -> bool:
+        nonlocal total, eof
+        read_end, write_end = pipe.ends()
+        while total < limit:
+            try:
+                taken = os.splice(
+                    source, write_end, min(pipe.size, limit - total), flags=_SPLICE_IN
+                )
+            except BlockingIOError:
+                return total > 0
+            if taken == 0:
+                eof = True
+                return True
+            _drain(pipe, read_end, fd, taken)
+            total += taken
+            moved(taken)
+        return True
+
+    if not step():
+        await _drive(asyncio.get_running_loop(), source, step, writer=False)
+    return total, eof
+
+
+#: Whether :func:`splice` works here (Linux).
+CAN_SPLICE = hasattr(os, "splice")
+_SPLICE_IN = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if CAN_SPLICE else 0
+
+
+def _drain(pipe: Pipe, read_end: int, fd: int, count: int) -> None:
+    """Move ``count`` bytes from the pipe into the file; blocking, as a write would be."""
+    try:
+        while count:
+            count -= os.splice(read_end, fd, count, flags=os.SPLICE_F_MOVE)
+    except BaseException:
+        pipe.close()  # it still holds data that belongs to nobody now
+        raise
 
 
 async def _drive(

@@ -1,7 +1,9 @@
 """Moving bytes over a data connection: downloads, uploads and listings.
 
 Downloads from real files use ``os.sendfile`` straight from the page cache
-into the socket; uploads ``recv_into`` one reusable buffer. Progress feeds a
+into the socket; uploads to real files (:class:`PathIO`, not appending)
+``os.splice`` from the socket through the worker's pipe into the file, others
+``recv_into`` one reusable buffer. Progress feeds a
 watchdog (``socket_timeout`` without a byte moved ends the transfer), the
 server's counters, and the throttle, which is asked once per chunk.
 """
@@ -102,6 +104,7 @@ class TransferJob:
     local_host: str
     wait_timeout: float | None
     socket_timeout: float | None
+    pipe: sockio.Pipe | None = None  # the worker's, for uploads that can splice
     moved: int = 0
 
     async def run(self) -> Outcome:
@@ -217,6 +220,10 @@ class TransferJob:
             self._sent(len(data))
 
     async def _receive(self, sock: socket.socket, upload: Upload) -> None:
+        fd = upload.fileno()
+        if fd is not None and self.pipe is not None and sockio.CAN_SPLICE:
+            await self._receive_spliced(sock, self.pipe, fd)
+            return
         buffer = memoryview(bytearray(min(self.throttle.chunk, _UPLOAD_BUFFER)))
         while True:
             received, eof = await sockio.fill(sock, buffer, self._received)
@@ -224,6 +231,15 @@ class TransferJob:
                 await upload.write(buffer[:received])
                 if not self.throttle.unlimited:
                     await self.throttle.pace(received)
+            if eof:
+                return
+
+    async def _receive_spliced(self, sock: socket.socket, pipe: sockio.Pipe, fd: int) -> None:
+        throttle = self.throttle
+        while True:
+            received, eof = await sockio.splice(sock, pipe, fd, throttle.chunk, self._received)
+            if received and not throttle.unlimited:
+                await throttle.pace(received)
             if eof:
                 return
 

@@ -88,6 +88,13 @@ class Upload(abc.ABC):
     async def abort(self) -> None:
         """Throw the data away ("replace") or keep what was written (in place)."""
 
+    def fileno(self) -> int | None:
+        """A descriptor to splice received data into, at its position, instead of :meth:`write`.
+
+        ``None`` (the default) where only :meth:`write` will do.
+        """
+        return None
+
 
 class Download(abc.ABC):
     """A file being read."""

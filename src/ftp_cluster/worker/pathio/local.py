@@ -17,6 +17,7 @@ import abc
 import asyncio
 import contextlib
 import errno
+import fcntl
 import functools
 import os
 import secrets
@@ -238,6 +239,15 @@ class _LocalUpload(Upload):
         self._temp = temp
         self._committed = False
         self._lock = threading.Lock()  # as in _LocalDownload
+        # Splicing writes on the loop, which only PathIO does anyway; and
+        # Linux refuses to splice into a file opened for appending.
+        appending = fcntl.fcntl(file.fileno(), fcntl.F_GETFL) & os.O_APPEND
+        self._spliceable = isinstance(runner, PathIO) and not appending
+
+    def fileno(self) -> int | None:
+        if not self._spliceable or self._file.closed:
+            return None
+        return self._file.fileno()
 
     async def write(self, data: bytes | memoryview) -> None:
         await self._runner._run(functools.partial(self._write, data))
