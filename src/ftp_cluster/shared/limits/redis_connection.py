@@ -20,7 +20,8 @@ never is, so a Redis that is down or hung is noticed at once.
 Commands with many arguments (a batch of lease changes) are packed here
 into the Redis protocol by :class:`CommandBuffer` and sent with
 :class:`CommandChannel`: redis-py's general-purpose packing costs microseconds
-per argument, which a worker admitting thousands of sessions a second feels.
+per argument, and its reading tens per reply, which a worker admitting
+thousands of sessions a second feels (see :mod:`.resp_wire`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import redis.retry
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
+
+from ftp_cluster.shared.limits.resp_wire import RespWire, take_over
 
 __all__ = [
     "AsyncRedis",
@@ -285,10 +288,11 @@ class CommandChannel:
         self._client = client
         self._timeout = timeout
         self._connection: redis.asyncio.connection.AbstractConnection | None = None
+        self._wire: RespWire | None = None  # the connection's transport, taken over
 
     async def call(self, command: CommandBuffer) -> Any:
         """Send ``command`` and return its parsed reply (redis-py's errors)."""
-        reused = self._connection is not None and self._connection.is_connected
+        reused = self._connected()
         try:
             return await self._call_once(command)
         except (redis.exceptions.ConnectionError, ConnectionError):
@@ -297,7 +301,14 @@ class CommandChannel:
                 raise
         return await self._call_once(command)
 
+    def _connected(self) -> bool:
+        if self._wire is not None:
+            return self._wire.usable
+        return self._connection is not None and self._connection.is_connected
+
     async def _call_once(self, command: CommandBuffer) -> Any:
+        if self._wire is not None and not self._wire.usable:
+            await self.disconnect()
         connection = self._connection
         if connection is None:
             connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
@@ -308,17 +319,35 @@ class CommandChannel:
                 # connect(), not the implicit connect of a send: Sentinel's
                 # connections find their master only in connect().
                 await connection.connect()
+                self._wire = take_over(connection)
+            if self._wire is not None:
+                return await self._over_wire(self._wire, command)
             async with asyncio.timeout(self._timeout):
                 await connection.send_packed_command(command.packed(), check_health=False)
                 return await connection.read_response()
         except BaseException:
             # A reply that is late or half read would answer the next command.
-            self._connection = None
-            await connection.disconnect(nowait=True)
+            await self.disconnect()
             raise
+
+    async def _over_wire(self, wire: RespWire, command: CommandBuffer) -> Any:
+        reply = wire.send(command.packed())
+        expiry = asyncio.get_running_loop().call_later(self._timeout, _expire, reply)
+        try:
+            return await reply
+        finally:
+            expiry.cancel()
 
     async def disconnect(self) -> None:
         """Drop the connection; the next call makes a new one."""
+        wire, self._wire = self._wire, None
         connection, self._connection = self._connection, None
+        if wire is not None:
+            wire.close()
         if connection is not None:
             await connection.disconnect(nowait=True)
+
+
+def _expire(reply: asyncio.Future[Any]) -> None:
+    if not reply.done():
+        reply.set_exception(TimeoutError("Redis did not answer in time"))
