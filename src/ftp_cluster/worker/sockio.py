@@ -128,10 +128,11 @@ class Pipe:
 async def splice(
     sock: socket.socket, pipe: Pipe, fd: int, limit: int, moved: Progress
 ) -> tuple[int, bool]:
-    """Move up to ``limit`` bytes from ``sock`` into the file ``fd`` at its position.
+    """Move ``limit`` bytes from ``sock`` into the file ``fd`` at its position.
 
-    Returns ``(moved, at_eof)`` as soon as something moved and the socket has
-    no more for now, or at ``limit``, or at the end of the stream.
+    Returns ``(moved, at_eof)``: fewer than ``limit`` only at the end of the
+    stream. Like :func:`fill`, it waits for the whole amount, so that a
+    throttled upload is paced (and a shared bucket asked) once per chunk.
     """
     source = sock.fileno()
     total = 0
@@ -146,7 +147,7 @@ async def splice(
                     source, write_end, min(pipe.size, limit - total), flags=_SPLICE_IN
                 )
             except BlockingIOError:
-                return total > 0
+                return False
             if taken == 0:
                 eof = True
                 return True
