@@ -105,6 +105,41 @@ def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     run(main())
 
 
+def test_unurgent_items_linger_for_company() -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        batcher: Batcher[int, int] = Batcher(recorder.send, linger=0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = [batcher.push(n, urgent=False) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert recorder.batches == []  # still lingering
+        later = [batcher.push(n, urgent=False) for n in range(3, 5)]
+        assert await asyncio.gather(*first, *later) == [0, 2, 4, 6, 8]
+        assert recorder.batches == [[0, 1, 2, 3, 4]]
+        assert loop.time() - started >= 0.19
+
+    run(main())
+
+
+def test_an_urgent_item_takes_the_lingering_ones_along_at_once() -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        batcher: Batcher[int, int] = Batcher(recorder.send, linger=30)
+        lingering = batcher.push(1, urgent=False)
+        assert await asyncio.wait_for(batcher.submit(2), 5) == 4
+        assert lingering.result() == 2
+        assert recorder.batches == [[1, 2]]
+        # Unurgent items linger again once the urgent one has gone.
+        lingering = batcher.push(3, urgent=False)
+        await asyncio.sleep(0.05)
+        assert not lingering.done()
+        assert await asyncio.wait_for(batcher.submit(4), 5) == 8
+        assert recorder.batches == [[1, 2], [3, 4]]
+
+    run(main())
+
+
 # -- the Redis backend -------------------------------------------------------------
 
 

@@ -7,6 +7,10 @@ event loop runs its current callbacks, and while the previous batch is still
 in flight, and hands them to one ``send`` call; each caller then gets its
 own result. Under light load a request goes out on the next loop iteration,
 alone; under heavy load batches grow by themselves, with no timer to tune.
+
+An item nobody waits for (``push(item, urgent=False)``) may wait up to
+``linger`` seconds for company: a burst of them then costs one call, not
+one per loop iteration. Any urgent item takes the waiting ones along at once.
 """
 
 from __future__ import annotations
@@ -39,14 +43,20 @@ class Batcher(Generic[Item, Result]):
         send: Callable[[list[Item]], Awaitable[Sequence[Result]]],
         *,
         max_batch: int = MAX_BATCH,
+        linger: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
+        if linger < 0:
+            raise ValueError(f"linger must not be negative, not {linger!r}")
         self._send = send
         self._max_batch = max_batch
+        self._linger = linger
         self._items: list[Item] = []
         self._futures: list[asyncio.Future[Result]] = []
+        self._urgent = False  # an item someone waits for is queued
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self._batches = 0
 
@@ -59,29 +69,43 @@ class Batcher(Generic[Item, Result]):
         """Queue ``item`` for the next batch and wait for its result."""
         return await self.push(item)
 
-    def push(self, item: Item) -> asyncio.Future[Result]:
+    def push(self, item: Item, *, urgent: bool = True) -> asyncio.Future[Result]:
         """Queue ``item`` for the next batch; the future gets its result.
 
-        For a caller that need not wait: it may attach a callback instead.
-        Cancelling the future withdraws nothing (the item may be sent anyway).
+        For a caller that need not wait: it may attach a callback instead, and
+        pass ``urgent=False`` to let the item linger. Cancelling the future
+        withdraws nothing (the item may be sent anyway).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._items.append(item)
         self._futures.append(future)
-        if not self._scheduled and self._running is None:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._urgent = self._urgent or urgent
+        self._schedule(loop)
         return future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._running is not None:
+            return  # the batch in flight schedules the next one when it ends
+        if self._urgent:
+            if not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(self._flush)
+        elif self._timer is None:
+            self._timer = loop.call_later(self._linger, self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._running is not None or not self._items:
             return
         count = self._max_batch
         if len(self._items) <= count:  # the usual case: take all, copy nothing
             items, self._items = self._items, []
             futures, self._futures = self._futures, []
+            self._urgent = False
         else:
             items, self._items = self._items[:count], self._items[count:]
             futures, self._futures = self._futures[:count], self._futures[count:]
@@ -113,5 +137,5 @@ class Batcher(Generic[Item, Result]):
         finally:
             self._running = None
             if self._items:
-                # Straight on: these waited for the previous batch already.
-                self._flush()
+                # Urgent ones waited for the previous batch already: straight on.
+                self._schedule(asyncio.get_running_loop())

@@ -21,6 +21,9 @@ A change that no cap counts (an admission with neither a server nor a
 per-IP cap, a login without a user cap, and the releases of a session that
 only ever had such leases) is sent in the same batches, but its caller does
 not wait for it: Redis could not refuse it, so the session goes on at once.
+Such a change may also wait up to ``UNAWAITED_LINGER`` for others to share
+its call: a worker churning through uncapped sessions then calls Redis a
+few dozen times a second, not once per batch of whoever arrived together.
 :meth:`RedisLimits.settled` waits for such changes to land.
 
 Bandwidth buckets are hashes updated by one script call per :meth:`reserve`
@@ -92,6 +95,8 @@ SOCKET_TIMEOUT = 0.5
 PROBE_INTERVAL = 0.5
 #: Seconds between checks that Redis still holds this worker's leases.
 CHECK_INTERVAL = 1.0
+#: Seconds a lease change nobody waits for may wait to share a call with others.
+UNAWAITED_LINGER = 0.02
 
 _CHUNK_SECONDS = 0.05
 _MIN_CHUNK = 128 * 1024
@@ -229,7 +234,9 @@ class RedisLimits(LimitsBackend):
         self._healthy = True
         self._commands = 0
         self._gate = _Gate()
-        self._changes: Batcher[_LeaseChange, int] = Batcher(self._send_changes)
+        self._changes: Batcher[_LeaseChange, int] = Batcher(
+            self._send_changes, linger=UNAWAITED_LINGER
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -433,7 +440,8 @@ class RedisLimits(LimitsBackend):
         so that no refresh snapshot races it.
         """
         self._gate.hold()
-        self._changes.push(change).add_done_callback(functools.partial(self._sent, change))
+        sent = self._changes.push(change, urgent=False)
+        sent.add_done_callback(functools.partial(self._sent, change))
 
     def _sent(self, change: _LeaseChange, future: asyncio.Future[int]) -> None:
         self._gate.leave()
