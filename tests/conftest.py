@@ -6,7 +6,10 @@ and private unix sockets; the system Redis (6379) is never touched.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,6 +117,15 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """Stop the process (SIGSTOP) for the block: it answers nothing, loses nothing."""
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
 
     def client(self) -> redis.Redis:
         """A blocking client for inspecting this server in tests."""

@@ -402,8 +402,7 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
         try:
             assert await limits.admit("1", IP, caps) is None
             assert await limits.login("1", "alice", None) is None
-            os.kill(server.pid, signal.SIGSTOP)
-            try:
+            with server.hung():
                 started = time.monotonic()
                 # The first call times out (Redis will still run it when it
                 # resumes); the release after it is not even sent.
@@ -411,8 +410,6 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
                 await limits.release("1")
                 assert time.monotonic() - started < 1.5
                 assert not limits.stats().healthy
-            finally:
-                os.kill(server.pid, signal.SIGCONT)
             await eventually(_healthy(limits), timeout=5)
             # Session 1's lease, still in Redis, was dropped; session 2's added.
             assert await free_slots(other, caps) == 1
@@ -436,8 +433,7 @@ def test_uncapped_changes_do_not_wait_for_redis(
         )
         await limits.start()
         try:
-            os.kill(server.pid, signal.SIGSTOP)
-            try:
+            with server.hung():
                 started = time.monotonic()
                 assert await limits.admit("1", IP, NO_CAPS) is None
                 assert await limits.login("1", "alice", None) is None
@@ -447,8 +443,6 @@ def test_uncapped_changes_do_not_wait_for_redis(
                 capped = asyncio.create_task(limits.admit("3", IP, ConnectionCaps(server=10)))
                 await asyncio.sleep(0.3)
                 assert not capped.done(), "a capped admission must wait for Redis"
-            finally:
-                os.kill(server.pid, signal.SIGCONT)
             assert await capped is None
             await limits.settled()
             counts = cluster_counts(server.client(), redis_namespace)

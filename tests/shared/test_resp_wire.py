@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -97,12 +95,8 @@ def test_a_hung_redis_times_out_and_the_connection_is_dropped(
     async def scenario(channel: CommandChannel) -> None:
         assert await channel.call(CommandBuffer("PING")) == b"PONG"
         first = wire_of(channel)
-        os.kill(server.pid, signal.SIGSTOP)
-        try:
-            with pytest.raises(TimeoutError):
-                await channel.call(CommandBuffer("PING"))
-        finally:
-            os.kill(server.pid, signal.SIGCONT)
+        with server.hung(), pytest.raises(TimeoutError):
+            await channel.call(CommandBuffer("PING"))
         assert not first.usable  # a late reply must not answer the next command
         assert await channel.call(CommandBuffer("ECHO", "next")) == b"next"
 
