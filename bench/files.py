@@ -88,12 +88,8 @@ class Dataset:
         if not self.on_tmpfs or size <= 0:
             return
         scratch = self.upload / f".warm-{os.getpid()}"
-        block = bytes(min(size, _BLOCK))
         try:
-            with scratch.open("wb", buffering=0) as out:
-                remaining = size
-                while remaining > 0:
-                    remaining -= out.write(block[:remaining])
+            _fill(scratch, size, bytes(min(size, _BLOCK)))
         finally:
             scratch.unlink(missing_ok=True)
 
@@ -123,13 +119,16 @@ def _is_tmpfs(path: Path) -> bool:
 
 def _write(path: Path, size: int) -> None:
     # Random content: nothing along the way (page cache, loopback) can shortcut it.
-    block = os.urandom(min(size, _BLOCK))
-    with path.open("wb") as out:
+    _fill(path, size, os.urandom(min(size, _BLOCK)))
+    path.chmod(0o644)
+
+
+def _fill(path: Path, size: int, block: bytes) -> None:
+    """Write ``size`` bytes to a new ``path``, ``block`` after ``block``."""
+    with path.open("wb", buffering=0) as out:
         remaining = size
         while remaining > 0:
-            out.write(block[:remaining])
-            remaining -= len(block)
-    path.chmod(0o644)
+            remaining -= out.write(block[:remaining])
 
 
 def raise_fd_limit(wanted: int) -> tuple[int, int]:

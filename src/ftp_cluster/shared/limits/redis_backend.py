@@ -101,6 +101,7 @@ UNAWAITED_LINGER = 0.02
 _CHUNK_SECONDS = 0.05
 _MIN_CHUNK = 128 * 1024
 _NO_CAP = -1
+_COUNT_ONLY = ConnectionCaps()  # the mirror counts; Redis has decided
 _FAILURES: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
     OSError,
@@ -317,7 +318,7 @@ class RedisLimits(LimitsBackend):
                     # counted by sessions that do have caps, and by status.
                     self._send_unawaited(change)
                     self._uncapped.add(session_id)
-                    return await self._fallback.admit(session_id, ip, ConnectionCaps())
+                    return await self._fallback.admit(session_id, ip, _COUNT_ONLY)
                 try:
                     result = await self._changes.submit(change)
                 except _FAILURES as exc:
@@ -327,7 +328,7 @@ class RedisLimits(LimitsBackend):
                 else:
                     refusal = _ADMIT_RESULTS[result]
                     if refusal is None:
-                        await self._fallback.admit(session_id, ip, ConnectionCaps())
+                        await self._fallback.admit(session_id, ip, _COUNT_ONLY)
                     return refusal
             if self._on_failure == "closed":
                 return Refusal.UNAVAILABLE
