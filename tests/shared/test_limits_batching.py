@@ -140,6 +140,21 @@ def test_an_urgent_item_takes_the_lingering_ones_along_at_once() -> None:
     run(main())
 
 
+def test_full_batches_of_unurgent_items_go_without_lingering() -> None:
+    # Lingering after every batch would cap the rate at max_batch per linger:
+    # a worker pushing faster than that would build a backlog without end.
+    async def main() -> None:
+        recorder = Recorder()
+        batcher: Batcher[int, int] = Batcher(recorder.send, max_batch=4, linger=30)
+        futures = [batcher.push(n, urgent=False) for n in range(9)]
+        await asyncio.wait_for(asyncio.gather(*futures[:8]), 5)
+        assert recorder.batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        await asyncio.sleep(0.05)
+        assert not futures[8].done()  # a part batch lingers as before
+
+    run(main())
+
+
 # -- the Redis backend -------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ alone; under heavy load batches grow by themselves, with no timer to tune.
 
 An item nobody waits for (``push(item, urgent=False)``) may wait up to
 ``linger`` seconds for company: a burst of them then costs one call, not
-one per loop iteration. Any urgent item takes the waiting ones along at once.
+one per loop iteration. Any urgent item takes the waiting ones along at once,
+and so does a full batch.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class Batcher(Generic[Item, Result]):
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._running is not None:
             return  # the batch in flight schedules the next one when it ends
-        if self._urgent:
+        # A full batch has all the company it can get; lingering on would
+        # only let a backlog grow faster than batches drain it.
+        if self._urgent or len(self._items) >= self._max_batch:
             if not self._scheduled:
                 self._scheduled = True
                 loop.call_soon(self._flush)
