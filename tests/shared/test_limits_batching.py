@@ -224,7 +224,13 @@ def test_concurrent_admissions_respect_caps_exactly(
 
             await asyncio.gather(*(limits.release(session) for limits, session in held))
             counts = cluster_counts(redis_server.client(), redis_namespace)
-            assert counts == {"sessions": 0, "workers": 0, "ips": {}, "users": {}}
+            assert counts == {
+                "sessions": 0,
+                "workers": 0,
+                "ips": {},
+                "users": {},
+                "spare_slots": 0,
+            }
         finally:
             for limits in workers:
                 await limits.close()

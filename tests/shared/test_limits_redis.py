@@ -137,6 +137,7 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
                 "workers": 1,
                 "ips": {IP: 2, FOREIGN: 1},
                 "users": {"alice": 1},
+                "spare_slots": 0,
             }
         finally:
             await limits.close()
@@ -446,7 +447,14 @@ def test_uncapped_changes_do_not_wait_for_redis(
             assert await capped is None
             await limits.settled()
             counts = cluster_counts(server.client(), redis_namespace)
-            assert counts == {"sessions": 2, "workers": 1, "ips": {IP: 2}, "users": {"alice": 1}}
+            # Session 3 had company from its IP, so it asked for a spare slot.
+            assert counts == {
+                "sessions": 2,
+                "workers": 1,
+                "ips": {IP: 2},
+                "users": {"alice": 1},
+                "spare_slots": 1,
+            }
             assert limits.stats().healthy
         finally:
             await limits.close()

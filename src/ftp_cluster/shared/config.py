@@ -183,6 +183,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "url": _check_redis_url,
     "namespace": _check_word,
     "lease_ttl": lambda v: _in_range(v, 1),
+    "spare_slots": lambda v: _in_range(v, 0, 100_000),
 }
 
 

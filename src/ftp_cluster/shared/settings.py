@@ -72,6 +72,9 @@ class RedisSettings:
         "closed", "while Redis is unreachable: refuse new sessions, or admit a local share"
     )
     lease_ttl: float = _setting(15.0, "seconds a vanished host's connection leases live")
+    spare_slots: int = _setting(
+        32, "connection slots a worker may hold ahead of need while far below the caps; 0: none"
+    )
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
         workers=spec.workers,
         on_failure=redis.on_failure,
         lease_ttl=redis.lease_ttl,
+        spare_slots=redis.spare_slots,
     )
 
 

@@ -127,6 +127,10 @@ class LocalLimits(LimitsBackend):
     def stats(self) -> BackendStats:
         return BackendStats(healthy=True, commands_sent=0, sessions=len(self._ids()))
 
+    def sessions_from(self, ip: str) -> int:
+        """How many sessions hold a slot in ``ip``'s count."""
+        return self._per_ip.get(ip, 0)
+
     def holdings(self) -> list[Holding]:
         """Every session that holds a slot, with what it holds."""
         return [

@@ -14,6 +14,7 @@ import redis.exceptions
 
 from ftp_cluster.shared.limits.redis_connection import redact, sync_client
 from ftp_cluster.shared.limits.redis_schema import RELEASE_WORKER, Keys
+from ftp_cluster.shared.limits.spares import SPARE_PREFIX
 
 __all__ = ["cluster_counts", "release_worker_leases"]
 
@@ -49,7 +50,9 @@ def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
 def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
     """Live leases cluster-wide, for ``ftp-cluster status`` (blocking client).
 
-    Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n}}``.
+    Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n},
+    "spare_slots": n}``: sessions and IPs count sessions only, the slots
+    workers hold ahead of need (see :mod:`.spares`) are counted apart.
     Expired leases are not counted. Redis errors propagate to the caller.
     """
     keys = Keys(namespace)
@@ -59,15 +62,32 @@ def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
     users: dict[str, int] = {}
     for key in client.scan_iter(match=f"{_glob_escape(keys.leases)}*", count=500):
         name = key.decode() if isinstance(key, bytes) else str(key)
-        live = int(client.zcount(name, f"({now_ms}", "+inf"))
         kind, _, value = name.removeprefix(keys.leases).partition(":")
+        live = _live(client, name, now_ms)[0]
         if live and kind == "ip":
             ips[value] = live
         elif live and kind == "user":
             users[value] = live
-    sessions = int(client.zcount(keys.server, f"({now_ms}", "+inf"))
+    sessions, spares = _live(client, keys.server, now_ms)
     workers = sum(1 for _ in client.scan_iter(match=f"{_glob_escape(keys.workers)}*", count=500))
-    return {"sessions": sessions, "workers": workers, "ips": ips, "users": users}
+    return {
+        "sessions": sessions,
+        "workers": workers,
+        "ips": ips,
+        "users": users,
+        "spare_slots": spares,
+    }
+
+
+def _live(client: redis.Redis, key: str, now_ms: int) -> tuple[int, int]:
+    """Unexpired sessions and spare slots in one lease count."""
+    members = [
+        str(m, "utf-8") if isinstance(m, bytes) else str(m)
+        for m in client.zrangebyscore(key, f"({now_ms}", "+inf")
+    ]
+    # Worker ids may hold "/", session ids never do: the last one splits them.
+    spares = sum(m.rpartition("/")[2].startswith(SPARE_PREFIX) for m in members)
+    return len(members) - spares, spares
 
 
 def _glob_escape(text: str) -> str:

@@ -49,7 +49,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,6 +83,7 @@ from ftp_cluster.shared.limits.redis_schema import (
     Keys,
     LuaScript,
 )
+from ftp_cluster.shared.limits.spares import Spare, SparePool
 from ftp_cluster.shared.settings import RedisSettings
 
 __all__ = ["RedisLimits"]
@@ -135,7 +136,14 @@ class _Release:
     user: str | None
 
 
-_LeaseChange = _Admit | _Login | _Release
+@dataclass(frozen=True, slots=True)
+class _Swap:
+    session_id: str  # gives its connection leases to
+    new_id: str  # (one of them a spare slot's id)
+    ip: str
+
+
+_LeaseChange = _Admit | _Login | _Release | _Swap
 
 
 class _Gate:
@@ -211,6 +219,7 @@ class RedisLimits(LimitsBackend):
         lease_ttl: float = 15.0,
         socket_timeout: float = SOCKET_TIMEOUT,
         probe_interval: float = PROBE_INTERVAL,
+        spare_slots: int = RedisSettings.spare_slots,
     ) -> None:
         if on_failure not in ("closed", "open"):
             raise ValueError(f"on_failure must be 'closed' or 'open', not {on_failure!r}")
@@ -228,8 +237,10 @@ class RedisLimits(LimitsBackend):
         self._fallback = LocalLimits(share=workers)
         # Sessions that ended while their release could not be sent.
         self._ended_offline: set[str] = set()
-        # Sessions none of whose leases count against a cap (see admit()).
+        # Sessions none of whose leases count against a cap (see admit()),
+        # and those standing on a spare slot.
         self._uncapped: set[str] = set()
+        self._spares = SparePool(spare_slots)
         self._redis: AsyncRedis | None = None
         self._channel: CommandChannel | None = None  # for the lease batches
         self._healthy = True
@@ -256,6 +267,7 @@ class RedisLimits(LimitsBackend):
             workers=workers,
             on_failure=settings.on_failure,
             lease_ttl=settings.lease_ttl,
+            spare_slots=settings.spare_slots,
         )
 
     # -- lifecycle -----------------------------------------------------------
@@ -291,7 +303,8 @@ class RedisLimits(LimitsBackend):
                 await asyncio.wait([task], timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._healthy and self._redis is not None and self._fallback.holdings():
+        held = self._fallback.holdings() or self._spares.held()
+        if self._healthy and self._redis is not None and held:
             # If this fails the leases expire after lease_ttl.
             with contextlib.suppress(*_FAILURES):
                 await self._eval(
@@ -319,8 +332,14 @@ class RedisLimits(LimitsBackend):
                     self._send_unawaited(change)
                     self._uncapped.add(session_id)
                     return await self._fallback.admit(session_id, ip, _COUNT_ONLY)
+                spare = self._spares.take(session_id, ip)
+                if spare is not None:
+                    # A slot Redis granted ahead of need: nothing to ask.
+                    self._send_unawaited(_Swap(spare.spare_id, session_id, ip))
+                    self._uncapped.add(session_id)
+                    return await self._fallback.admit(session_id, ip, _COUNT_ONLY)
                 try:
-                    result = await self._changes.submit(change)
+                    result = await self._admit_in_redis(change)
                 except _FAILURES as exc:
                     self._lost(exc)
                     # The script may have run before the reply was lost.
@@ -375,9 +394,93 @@ class RedisLimits(LimitsBackend):
             await self._fallback.release(session_id)
             uncapped = session_id in self._uncapped
             self._uncapped.discard(session_id)
-            await self._send_release(
-                _Release(session_id, holding.ip, holding.user), wait=not uncapped
-            )
+            spare = self._spares.give_back(session_id, keep=self._healthy)
+            if spare is None:
+                await self._send_release(
+                    _Release(session_id, holding.ip, holding.user), wait=not uncapped
+                )
+                return
+            # A session that stood on a spare leaves its slot as a spare.
+            swap = _Swap(session_id, spare.spare_id, spare.ip)
+            self._send_unawaited(swap, functools.partial(self._spare_kept, spare))
+            if holding.user is not None:
+                await self._send_release(
+                    _Release(session_id, None, holding.user), wait=not uncapped
+                )
+
+    def _spare_kept(self, spare: Spare, result: int) -> None:
+        if result:  # Redis had lost the session's lease: no slot to keep
+            self._spares.forget(spare)
+
+    async def _admit_in_redis(self, change: _Admit) -> int:
+        """The script's answer to ``change``, asking for spares along with it."""
+        answer = self._changes.push(change)
+        self._ask_for_spares(change)
+        result = await answer
+        if result and self._spares.free_count():
+            # This worker's own spares must not refuse its own sessions: give
+            # them back, and ask again.
+            dropped = self._spares.drop_free()
+            returned = [
+                self._changes.push(_Release(spare.spare_id, spare.ip, None)) for spare in dropped
+            ]
+            try:
+                await asyncio.gather(*returned)
+            except _FAILURES:
+                self._ended_offline.update(spare.spare_id for spare in dropped)
+                raise
+            result = await self._changes.submit(change)
+        return result
+
+    def _ask_for_spares(self, change: _Admit) -> None:
+        """Ask for spare slots after ``change``, while its counts are low.
+
+        The halved caps make Redis grant them only below half of each cap
+        (see :mod:`.spares`); the answers come back to :meth:`_spare_answered`.
+        The asks are queued once the current callbacks have run, so they
+        follow every admission that arrived with ``change`` into Redis: a
+        spare never takes a slot that a session of the same burst needed.
+        """
+        sessions = self._fallback.sessions_from(change.ip)
+        if not sessions or not self._spares.enabled:
+            return
+        spares = self._spares.ask(change.ip, sessions)
+        if spares:
+            self._gate.hold()
+            caps = (_half(change.server_cap), _half(change.ip_cap))
+            asyncio.get_running_loop().call_soon(self._push_asks, spares, caps)
+
+    def _push_asks(self, spares: list[Spare], caps: tuple[int, int]) -> None:
+        for spare in spares:
+            self._gate.hold()
+            answer = self._changes.push(_Admit(spare.spare_id, spare.ip, *caps))
+            answer.add_done_callback(functools.partial(self._spare_answered, spare))
+        self._gate.leave()
+
+    def _spare_answered(self, spare: Spare, answer: asyncio.Future[int]) -> None:
+        self._gate.leave()
+        granted = False
+        if answer.cancelled():
+            self._ended_offline.add(spare.spare_id)  # it may have run
+        elif (exc := answer.exception()) is not None:
+            if isinstance(exc, _FAILURES):
+                self._lost(exc)
+            else:
+                logger.error("unexpected error in a lease change", exc_info=exc)
+            self._ended_offline.add(spare.spare_id)
+        elif answer.result() == 0:
+            # Granted in the instant before an outage: Redis may lose it.
+            granted = self._healthy
+            if not granted:
+                self._ended_offline.add(spare.spare_id)
+        self._spares.answered(spare, granted=granted)
+
+    def _drop_spare(self, spare: Spare) -> None:
+        """Give a spare slot back to Redis (or name it to the next resync)."""
+        if self._healthy:
+            self._send_unawaited(_Release(spare.spare_id, spare.ip, None))
+        else:
+            self._ended_offline.add(spare.spare_id)
 
     async def _send_release(self, change: _Release, *, wait: bool) -> None:
         """Free leases; ``wait=False`` when no cap counts them, so no session waits for it."""
@@ -426,6 +529,12 @@ class RedisLimits(LimitsBackend):
                 number(change.cap)
                 previous = change.previous
                 number(0 if previous is None else position(self._keys.user(previous)))
+            elif isinstance(change, _Swap):
+                text("s")
+                text(change.session_id)
+                text(change.new_id)
+                number(position(self._keys.ip(change.ip)))
+                text(change.ip)
             else:
                 text("r")
                 text(change.session_id)
@@ -434,7 +543,9 @@ class RedisLimits(LimitsBackend):
         results = await self._eval_packed(LEASES, keys, args)
         return [int(result) for result in results]
 
-    def _send_unawaited(self, change: _LeaseChange) -> None:
+    def _send_unawaited(
+        self, change: _LeaseChange, on_result: Callable[[int], None] | None = None
+    ) -> None:
         """Send ``change`` with the next batch; its caller goes on at once.
 
         The change holds the gate until it has run, as an awaited one does,
@@ -442,20 +553,29 @@ class RedisLimits(LimitsBackend):
         """
         self._gate.hold()
         sent = self._changes.push(change, urgent=False)
-        sent.add_done_callback(functools.partial(self._sent, change))
+        sent.add_done_callback(functools.partial(self._sent, change, on_result))
 
-    def _sent(self, change: _LeaseChange, future: asyncio.Future[int]) -> None:
+    def _sent(
+        self,
+        change: _LeaseChange,
+        on_result: Callable[[int], None] | None,
+        future: asyncio.Future[int],
+    ) -> None:
         self._gate.leave()
         if future.cancelled():
             return
         exc = future.exception()
         if exc is None:
+            if on_result is not None:
+                on_result(future.result())
             return
         if isinstance(exc, _FAILURES):
             # As for an awaited change: the mirror holds the truth, and the
             # resync after the outage makes Redis hold it too.
             self._lost(exc)
             self._note_offline_end(change.session_id)
+            if isinstance(change, _Swap):
+                self._note_offline_end(change.new_id)
         else:
             logger.error("unexpected error in a lease change", exc_info=exc)
 
@@ -543,6 +663,8 @@ class RedisLimits(LimitsBackend):
         if not self._healthy:
             return
         self._healthy = False
+        # Free spares are of no use until Redis is back, which may have lost them.
+        self._ended_offline.update(spare.spare_id for spare in self._spares.drop_free())
         logger.warning(
             "Redis at %s is unreachable (%s: %s); limits fall back to this worker's share"
             " (%s mode) until it is back",
@@ -570,6 +692,8 @@ class RedisLimits(LimitsBackend):
                 elif woken or loop.time() >= refresh_at or await self._leases_lost():
                     await self._refresh()
                 else:
+                    for spare in self._spares.trim():
+                        self._drop_spare(spare)
                     continue
                 refresh_at = loop.time() + self._refresh_interval
             except Exception:
@@ -640,6 +764,8 @@ class RedisLimits(LimitsBackend):
         args: list[Any] = [self._keys.leases, self._worker_id, self._ttl_ms, len(ended), *ended]
         for holding in self._fallback.holdings():
             args += [holding.session_id, holding.ip or "", holding.user or ""]
+        for spare in self._spares.held():
+            args += [spare.spare_id, spare.ip, ""]
         readded, dropped = await self._eval(REFRESH, [self._keys.index], args)
         self._ended_offline.difference_update(ended)
         return int(readded), int(dropped)
@@ -647,3 +773,7 @@ class RedisLimits(LimitsBackend):
 
 def _cap(limit: int | None) -> int:
     return _NO_CAP if limit is None else limit
+
+
+def _half(cap: int) -> int:
+    return cap if cap == _NO_CAP else cap // 2

@@ -22,11 +22,17 @@
 --       release: drop the server and IP leases (IP key not 0) and the user
 --       lease (user key not 0) with their index fields
 --       result the number of leases removed
+--   "s", session id, new session id, IP key, IP
+--       swap: the new id takes the server and IP leases of the first (a
+--       session takes a spare slot's place, or leaves its own as a spare),
+--       with the index; the count does not change, so no cap is checked
+--       result 0 moved (or already), 1 the first id held nothing: nothing taken
 -- returns     the results, one per operation, in order
 --
 -- A batch whose reply was lost with its connection is sent again, so every
 -- operation is safe to repeat: a repeated admit or login finds its lease
--- held and keeps it, a repeated release removes nothing.
+-- held and keeps it, a repeated release removes nothing, a repeated swap
+-- finds the new id in place.
 --
 -- Members are scored by their expiry on the Redis clock, so leases of a
 -- vanished host drop out by themselves. Nothing else runs while a script
@@ -131,6 +137,24 @@ local function release(sid, member, ip_key, user_key)
     return removed
 end
 
+local function swap(sid, new_sid, ip_key, ip)
+    local new_member = worker .. '/' .. new_sid
+    if redis.call('ZSCORE', server, new_member) then
+        return 0
+    end
+    local member = worker .. '/' .. sid
+    local held = drop(server, member)
+    drop(ip_key, member)
+    index_drop('c:' .. sid)
+    if held == 0 then
+        return 1
+    end
+    take(server, new_member)
+    take(ip_key, new_member)
+    index_put('c:' .. new_sid, ip)
+    return 0
+end
+
 local function key_at(position)
     local n = tonumber(position)
     if n == 0 then
@@ -152,6 +176,9 @@ while i <= #ARGV do
         results[#results + 1] = login(sid, member, key_at(ARGV[i + 2]), ARGV[i + 3],
             tonumber(ARGV[i + 4]), key_at(ARGV[i + 5]))
         i = i + 6
+    elseif code == 's' then
+        results[#results + 1] = swap(sid, ARGV[i + 2], key_at(ARGV[i + 3]), ARGV[i + 4])
+        i = i + 5
     elseif code == 'r' then
         results[#results + 1] = release(sid, member, key_at(ARGV[i + 2]), key_at(ARGV[i + 3]))
         i = i + 4

@@ -6,7 +6,8 @@
 -- KEYS[1]  lease index HASH of the worker    ({ns}:worker:<worker_id>)
 -- ARGV[1]  lease key prefix                  ("{ns}:conn:")
 -- ARGV[2]  worker id
--- returns  number of sessions whose leases were dropped
+-- returns  number of sessions whose leases were dropped (spare slots,
+--          ids starting with "~", are dropped but not counted)
 
 local index, prefix, worker = KEYS[1], ARGV[1], ARGV[2]
 local entries = redis.call('HGETALL', index)
@@ -23,7 +24,7 @@ for i = 1, #entries, 2 do
     elseif kind == 'u:' then
         redis.call('ZREM', prefix .. 'user:' .. value, member)
     end
-    if not sessions[sid] then
+    if not sessions[sid] and string.sub(sid, 1, 1) ~= '~' then
         sessions[sid] = true
         count = count + 1
     end
