@@ -11,7 +11,12 @@ from collections.abc import Callable
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis_backend import (
+    RedisLimits,
+    _Release,
+    _Swap,
+    _through_spares,
+)
 from ftp_cluster.shared.limits.spares import Spare, SparePool
 from tests.conftest import RedisServer
 from tests.shared.test_limits_redis import eventually, free_slots, run
@@ -324,3 +329,54 @@ def test_spares_free_during_an_outage_are_gone_after_it(
             await limits.close()
 
     run(main())
+
+
+def test_concurrent_churn_on_spares_keeps_redis_exact(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    """Sessions leave slots as spares that others take in the same batch."""
+
+    async def main() -> None:
+        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
+        await limits.start()
+        try:
+            assert await limits.admit("anchor", IP, FAR) is None
+            await churn(limits, "warm", 3)
+            await asyncio.gather(*(churn(limits, f"c{n}-", 30) for n in range(16)))
+            held = [f"h{n}" for n in range(10)]
+            for session_id in held:
+                assert await limits.admit(session_id, IP, FAR) is None
+                assert await limits.login(session_id, "alice", None) is None
+            await limits.settled()
+            counts = cluster_counts(redis_server.client(), redis_namespace)
+            assert counts["sessions"] == 11 and counts["ips"] == {IP: 11}
+            assert counts["users"] == {"alice": 10}
+            assert counts["spare_slots"] == len(limits._spares.held())
+            for session_id in held:
+                await limits.release(session_id)
+            await limits.settled()
+            counts = cluster_counts(redis_server.client(), redis_namespace)
+            assert counts["sessions"] == 1 and counts["users"] == {}
+        finally:
+            await limits.close()
+        assert redis_server.client().keys(f"{redis_namespace}:*") == []
+
+    run(main())
+
+
+def test_a_slot_left_as_a_spare_and_taken_again_is_one_swap() -> None:
+    changes: list[_Swap | _Release] = [
+        _Swap("a", "~1", IP),  # a leaves its slot as spare ~1
+        _Release("x", None, "alice"),
+        _Swap("~1", "b", IP),  # b takes it
+        _Swap("~2", "c", IP),  # c takes a spare from an earlier batch
+        _Swap("b", "~3", IP),
+    ]
+    operations, slots = _through_spares(list(changes))
+    assert operations == [
+        _Swap("a", "b", IP),
+        _Release("x", None, "alice"),
+        _Swap("~2", "c", IP),
+        _Swap("b", "~3", IP),
+    ]
+    assert slots == [0, 1, 0, 2, 3]

@@ -83,7 +83,7 @@ from ftp_cluster.shared.limits.redis_schema import (
     Keys,
     LuaScript,
 )
-from ftp_cluster.shared.limits.spares import Spare, SparePool
+from ftp_cluster.shared.limits.spares import SPARE_PREFIX, Spare, SparePool
 from ftp_cluster.shared.settings import RedisSettings
 
 __all__ = ["RedisLimits"]
@@ -500,6 +500,11 @@ class RedisLimits(LimitsBackend):
 
     async def _send_changes(self, changes: list[_LeaseChange]) -> list[int]:
         """One script call for a batch of lease changes; one result each."""
+        operations, slots = _through_spares(changes)
+        results = await self._send_operations(operations)
+        return [results[slot] for slot in slots]
+
+    async def _send_operations(self, changes: list[_LeaseChange]) -> list[int]:
         keys = [self._keys.index, self._keys.server]
         positions: dict[str, int] = {}
 
@@ -773,6 +778,33 @@ class RedisLimits(LimitsBackend):
 
 def _cap(limit: int | None) -> int:
     return _NO_CAP if limit is None else limit
+
+
+def _through_spares(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int]]:
+    """``changes`` with each pair of swaps through one spare made one swap.
+
+    Under churn a session often leaves its slot as spare X and the next one
+    takes X within the same batch: A -> X, then X -> B. That is A -> B, done
+    where A -> X was (nothing between them can depend on B's lease, nor see
+    X, which only this worker knows). Returns the operations to send and,
+    per change, the position of the operation whose result is its own.
+    """
+    operations: list[_LeaseChange] = []
+    slots: list[int] = []
+    into_spare: dict[str, int] = {}  # spare id -> its swap's position in operations
+    for change in changes:
+        if isinstance(change, _Swap):
+            slot = into_spare.pop(change.session_id, None)
+            if slot is not None:
+                first = operations[slot]
+                operations[slot] = _Swap(first.session_id, change.new_id, change.ip)
+                slots.append(slot)
+                continue
+            if change.new_id.startswith(SPARE_PREFIX):
+                into_spare[change.new_id] = len(operations)
+        slots.append(len(operations))
+        operations.append(change)
+    return operations, slots
 
 
 def _half(cap: int) -> int:
