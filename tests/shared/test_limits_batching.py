@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
+
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.batching import Batcher
 from ftp_cluster.shared.limits.redis_admin import cluster_counts
@@ -151,6 +153,52 @@ def test_full_batches_of_unurgent_items_go_without_lingering() -> None:
         assert recorder.batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
         await asyncio.sleep(0.05)
         assert not futures[8].done()  # a part batch lingers as before
+
+    run(main())
+
+
+def test_posted_items_report_once_per_batch() -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        reports: list[tuple[list[int], object]] = []
+        batcher: Batcher[int, int] = Batcher(
+            recorder.send, linger=0.01, on_posted=lambda items, out: reports.append((items, out))
+        )
+        batcher.post(1)
+        batcher.post(2)
+        assert await asyncio.wait_for(batcher.submit(3), 5) == 6
+        assert recorder.batches == [[1, 2, 3]]
+        assert reports == [([1, 2], [2, 4])]  # the awaited one is not reported
+        batcher.post(4)
+        await asyncio.sleep(0.1)  # lingered, then sent alone
+        assert reports[1:] == [([4], [8])]
+
+    run(main())
+
+
+def test_posted_items_hear_of_a_failed_batch() -> None:
+    async def main() -> None:
+        recorder = Recorder(fail_on=2)
+        reports: list[tuple[list[int], object]] = []
+        batcher: Batcher[int, int] = Batcher(
+            recorder.send, on_posted=lambda items, out: reports.append((items, out))
+        )
+        batcher.post(1)
+        batcher.post(2)
+        failed = batcher.push(3)
+        await asyncio.wait([failed], timeout=5)
+        assert isinstance(failed.exception(), OSError)
+        ((items, outcome),) = reports
+        assert items == [1, 2] and isinstance(outcome, OSError)
+
+    run(main())
+
+
+def test_post_needs_a_report_handler() -> None:
+    async def main() -> None:
+        batcher: Batcher[int, int] = Batcher(Recorder().send)
+        with pytest.raises(RuntimeError):
+            batcher.post(1)
 
     run(main())
 

@@ -8,17 +8,17 @@ in flight, and hands them to one ``send`` call; each caller then gets its
 own result. Under light load a request goes out on the next loop iteration,
 alone; under heavy load batches grow by themselves, with no timer to tune.
 
-An item nobody waits for (``push(item, urgent=False)``) may wait up to
-``linger`` seconds for company: a burst of them then costs one call, not
-one per loop iteration. Any urgent item takes the waiting ones along at once,
-and so does a full batch.
+An item nobody waits for (``push(item, urgent=False)``, or ``post(item)``
+with no future at all) may wait up to ``linger`` seconds for company: a
+burst of them then costs one call, not one per loop iteration. Any urgent
+item takes the waiting ones along at once, and so does a full batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 __all__ = ["Batcher"]
 
@@ -28,6 +28,10 @@ Result = TypeVar("Result")
 #: Most requests in one call, so that one call (a Redis script) stays short.
 MAX_BATCH = 256
 
+#: What ``on_posted`` gets for the posted items of one batch: their results
+#: in order, or the exception ``send`` raised (CancelledError included).
+Posted: TypeAlias = "Sequence[Result] | BaseException"
+
 
 class Batcher(Generic[Item, Result]):
     """Submit items one by one, have them sent in batches by ``send``.
@@ -35,7 +39,8 @@ class Batcher(Generic[Item, Result]):
     ``send`` receives the items in submission order and returns one result
     per item, in the same order; if it raises, every caller of that batch
     gets the exception. At most one ``send`` runs at a time, so batches
-    reach the other side in submission order. An instance belongs to the
+    reach the other side in submission order. Items sent with :meth:`post`
+    report to ``on_posted``, once per batch. An instance belongs to the
     event loop it is first used on.
     """
 
@@ -45,6 +50,7 @@ class Batcher(Generic[Item, Result]):
         *,
         max_batch: int = MAX_BATCH,
         linger: float = 0.0,
+        on_posted: Callable[[list[Item], Posted[Result]], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch!r}")
@@ -53,8 +59,9 @@ class Batcher(Generic[Item, Result]):
         self._send = send
         self._max_batch = max_batch
         self._linger = linger
+        self._on_posted = on_posted
         self._items: list[Item] = []
-        self._futures: list[asyncio.Future[Result]] = []
+        self._futures: list[asyncio.Future[Result] | None] = []  # None: posted
         self._urgent = False  # an item someone waits for is queued
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -84,6 +91,18 @@ class Batcher(Generic[Item, Result]):
         self._urgent = self._urgent or urgent
         self._schedule(loop)
         return future
+
+    def post(self, item: Item) -> None:
+        """Queue ``item`` like ``push(item, urgent=False)``, with no future.
+
+        Its result goes to ``on_posted`` with those of the other posted
+        items of its batch: cheaper than a future and a callback per item.
+        """
+        if self._on_posted is None:
+            raise RuntimeError("post() needs a Batcher built with on_posted")
+        self._items.append(item)
+        self._futures.append(None)
+        self._schedule(asyncio.get_running_loop())
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._running is not None:
@@ -115,30 +134,48 @@ class Batcher(Generic[Item, Result]):
         self._batches += 1
         self._running = asyncio.get_running_loop().create_task(self._run(items, futures))
 
-    async def _run(self, items: list[Item], futures: list[asyncio.Future[Result]]) -> None:
+    async def _run(self, items: list[Item], futures: list[asyncio.Future[Result] | None]) -> None:
         try:
             results = await self._send(items)
-        except asyncio.CancelledError:
+            if len(results) != len(items):
+                raise RuntimeError(f"{len(results)} results for {len(items)} requests")
+        except asyncio.CancelledError as exc:
             for future in futures:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
+            self._report(items, futures, exc)
             raise
         except Exception as exc:
             for future in futures:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(exc)
+            self._report(items, futures, exc)
         else:
-            if len(results) != len(items):
-                error = RuntimeError(f"{len(results)} results for {len(items)} requests")
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for future, result in zip(futures, results, strict=True):
-                    # A caller that was cancelled meanwhile has gone away.
-                    if not future.done():
-                        future.set_result(result)
+            for future, result in zip(futures, results, strict=True):
+                # A caller that was cancelled meanwhile has gone away.
+                if future is not None and not future.done():
+                    future.set_result(result)
+            self._report(items, futures, results)
         finally:
             self._running = None
             if self._items:
                 # Urgent ones waited for the previous batch already: straight on.
                 self._schedule(asyncio.get_running_loop())
+
+    def _report(
+        self,
+        items: list[Item],
+        futures: list[asyncio.Future[Result] | None],
+        outcome: Posted[Result],
+    ) -> None:
+        if self._on_posted is None:
+            return
+        posted = [n for n, future in enumerate(futures) if future is None]
+        if not posted:
+            return
+        if len(posted) == len(items):
+            self._on_posted(items, outcome)
+        elif isinstance(outcome, BaseException):
+            self._on_posted([items[n] for n in posted], outcome)
+        else:
+            self._on_posted([items[n] for n in posted], [outcome[n] for n in posted])

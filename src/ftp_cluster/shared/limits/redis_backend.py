@@ -49,7 +49,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -180,8 +180,8 @@ class _Gate:
         """
         self._active += 1
 
-    def leave(self) -> None:
-        self._active -= 1
+    def leave(self, holders: int = 1) -> None:
+        self._active -= holders
         if self._exclusive and not self._active:
             self._idle.set()
 
@@ -247,7 +247,7 @@ class RedisLimits(LimitsBackend):
         self._commands = 0
         self._gate = _Gate()
         self._changes: Batcher[_LeaseChange, int] = Batcher(
-            self._send_changes, linger=UNAWAITED_LINGER
+            self._send_changes, linger=UNAWAITED_LINGER, on_posted=self._posted
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -402,15 +402,11 @@ class RedisLimits(LimitsBackend):
                 return
             # A session that stood on a spare leaves its slot as a spare.
             swap = _Swap(session_id, spare.spare_id, spare.ip)
-            self._send_unawaited(swap, functools.partial(self._spare_kept, spare))
+            self._send_unawaited(swap)
             if holding.user is not None:
                 await self._send_release(
                     _Release(session_id, None, holding.user), wait=not uncapped
                 )
-
-    def _spare_kept(self, spare: Spare, result: int) -> None:
-        if result:  # Redis had lost the session's lease: no slot to keep
-            self._spares.forget(spare)
 
     async def _admit_in_redis(self, change: _Admit) -> int:
         """The script's answer to ``change``, asking for spares along with it."""
@@ -548,41 +544,35 @@ class RedisLimits(LimitsBackend):
         results = await self._eval_packed(LEASES, keys, args)
         return [int(result) for result in results]
 
-    def _send_unawaited(
-        self, change: _LeaseChange, on_result: Callable[[int], None] | None = None
-    ) -> None:
+    def _send_unawaited(self, change: _LeaseChange) -> None:
         """Send ``change`` with the next batch; its caller goes on at once.
 
         The change holds the gate until it has run, as an awaited one does,
-        so that no refresh snapshot races it.
+        so that no refresh snapshot races it; :meth:`_posted` hears how it went.
         """
         self._gate.hold()
-        sent = self._changes.push(change, urgent=False)
-        sent.add_done_callback(functools.partial(self._sent, change, on_result))
+        self._changes.post(change)
 
-    def _sent(
-        self,
-        change: _LeaseChange,
-        on_result: Callable[[int], None] | None,
-        future: asyncio.Future[int],
-    ) -> None:
-        self._gate.leave()
-        if future.cancelled():
+    def _posted(self, changes: list[_LeaseChange], outcome: Sequence[int] | BaseException) -> None:
+        """The changes sent by :meth:`_send_unawaited` in one batch have run (or not)."""
+        self._gate.leave(len(changes))
+        if isinstance(outcome, asyncio.CancelledError):
             return
-        exc = future.exception()
-        if exc is None:
-            if on_result is not None:
-                on_result(future.result())
-            return
-        if isinstance(exc, _FAILURES):
+        if isinstance(outcome, _FAILURES):
             # As for an awaited change: the mirror holds the truth, and the
             # resync after the outage makes Redis hold it too.
-            self._lost(exc)
-            self._note_offline_end(change.session_id)
-            if isinstance(change, _Swap):
-                self._note_offline_end(change.new_id)
+            self._lost(outcome)
+            for change in changes:
+                self._note_offline_end(change.session_id)
+                if isinstance(change, _Swap):
+                    self._note_offline_end(change.new_id)
+        elif isinstance(outcome, BaseException):
+            logger.error("unexpected error in a lease change", exc_info=outcome)
         else:
-            logger.error("unexpected error in a lease change", exc_info=exc)
+            for change, result in zip(changes, outcome, strict=True):
+                if result and isinstance(change, _Swap) and change.new_id.startswith(SPARE_PREFIX):
+                    # Redis had lost the session's lease: no slot to keep.
+                    self._spares.forget(Spare(change.new_id, change.ip))
 
     def _note_offline_end(self, session_id: str) -> None:
         if self._fallback.holding(session_id) is None:
