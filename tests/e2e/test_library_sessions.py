@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ftplib
+import gc
 import io
 import os
 import socket
@@ -14,6 +15,7 @@ import pytest
 
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
 from ftp_cluster.shared.limits.local import LocalLimits
+from ftp_cluster.worker.connection import ControlConnection
 from tests.e2e.conftest import ServerFactory
 
 GUIDO = User(
@@ -182,6 +184,24 @@ def test_idle_timeout_closes_a_silent_session(run_server: ServerFactory) -> None
     with pytest.raises((EOFError, ConnectionError, ftplib.error_temp)):
         ftp.voidcmd("NOOP")
         ftp.voidcmd("NOOP")
+
+
+def test_closed_sessions_are_not_kept_until_their_idle_timeout(
+    run_server: ServerFactory,
+) -> None:
+    """A closed session must be freed now, not when its idle timer would fire."""
+    running = run_server(lambda: Server(path_io_factory=MemoryPathIO, idle_timeout=300))
+
+    async def live_connections() -> int:
+        await asyncio.sleep(0.2)  # let the last connection_lost callbacks run
+        gc.collect()
+        return sum(isinstance(o, ControlConnection) for o in gc.get_objects())
+
+    before = running.call(live_connections())  # other tests' may linger
+    for _ in range(20):
+        ftp = running.client()
+        ftp.quit()
+    assert running.call(live_connections()) == before
 
 
 class SlowReleaseLimits(LocalLimits):

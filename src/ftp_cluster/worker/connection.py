@@ -63,6 +63,7 @@ class ControlConnection(asyncio.Protocol):
         "_busy",
         "_discarding",
         "_fs",
+        "_idle_timer",
         "_last_activity",
         "_local_host",
         "_passive",
@@ -97,6 +98,7 @@ class ControlConnection(asyncio.Protocol):
         self._passive: PassiveListener | None = None
         self._buckets: ConnectionBuckets | None = None
         self._fs: UserFileSystem | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = time.monotonic()
         self._peer = ""
         self._local_host = ""
@@ -132,6 +134,11 @@ class ControlConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connections.discard(self)
+        if self._idle_timer is not None:
+            # The timer holds this connection: uncancelled, every closed session
+            # would stay in memory until its idle timeout (minutes) ran out.
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._passive is not None:
             self._passive.close()
         if self._transfer is not None:
@@ -276,14 +283,15 @@ class ControlConnection(asyncio.Protocol):
 
     def _schedule_idle_check(self, delay: float | None = None) -> None:
         timeout = self.ctx.settings.idle_timeout
-        if timeout is not None:
-            asyncio.get_running_loop().call_later(
+        if timeout is not None and not self.closing:
+            self._idle_timer = asyncio.get_running_loop().call_later(
                 timeout if delay is None else delay, self._idle_check
             )
 
     def _idle_check(self) -> None:
         # One timer per session, re-armed lazily: cheaper than a cancel and
         # a new timer for every command.
+        self._idle_timer = None
         if self.closing:
             return
         timeout = self.ctx.settings.idle_timeout
