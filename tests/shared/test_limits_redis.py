@@ -447,13 +447,12 @@ def test_uncapped_changes_do_not_wait_for_redis(
             assert await capped is None
             await limits.settled()
             counts = cluster_counts(server.client(), redis_namespace)
-            # Session 3 had company from its IP, so it asked for a spare slot.
             assert counts == {
                 "sessions": 2,
                 "workers": 1,
                 "ips": {IP: 2},
                 "users": {"alice": 1},
-                "spare_slots": 1,
+                "spare_slots": 0,  # a cap of 10 is too small for spares
             }
             assert limits.stats().healthy
         finally:

@@ -112,6 +112,29 @@ def test_drop_free_keeps_the_sessions_on_spares() -> None:
     assert pool.held() == [] and pool.stands_on_spare("s1")
 
 
+def test_spares_stay_within_a_sixteenth_of_each_cap() -> None:
+    pool = SparePool(most=32)
+    pool.fit(server_cap=8 * 16, ip_cap=None, workers=2)  # 4 each
+    assert len(pool.ask(IP, sessions_from_ip=50)) == 4
+    pool.fit(server_cap=None, ip_cap=3 * 16, workers=1)  # 3 per IP
+    assert pool.ask(IP, sessions_from_ip=50) == []  # 4 asked already
+    assert len(pool.ask(FOREIGN, sessions_from_ip=50)) == 3
+    pool.fit(server_cap=15 * 16, ip_cap=None, workers=16)  # small caps stay exact
+    assert not pool.enabled
+
+
+def test_give_back_keeps_no_more_than_the_caps_allow() -> None:
+    pool = SparePool(most=32)
+    pool.fit(server_cap=None, ip_cap=32, workers=1)  # two per IP
+    for spare in pool.ask(IP, sessions_from_ip=5):
+        pool.answered(spare, granted=True)
+    assert pool.take("s1", IP) is not None
+    assert pool.take("s2", IP) is not None
+    pool.fit(server_cap=None, ip_cap=16, workers=1)  # now one per IP
+    assert pool.give_back("s1") is not None
+    assert pool.give_back("s2") is None  # IP has its one free spare already
+
+
 def test_no_spares_when_disabled() -> None:
     pool = SparePool(most=0)
     assert not pool.enabled
@@ -175,19 +198,49 @@ def test_without_spare_slots_every_capped_admission_asks_redis(
 def test_spares_are_granted_only_below_half_the_cap(
     redis_server: RedisServer, redis_namespace: str
 ) -> None:
-    async def main() -> None:
+    async def spares_after(others: int) -> int:
+        """Spares one worker holds after two sessions, with ``others`` elsewhere."""
+        caps = ConnectionCaps(server=1000, per_ip=64)  # half: 32; spares: 4 at most
+        other = RedisLimits(
+            redis_server.url, namespace=redis_namespace, worker_id="other", spare_slots=0
+        )
         limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        caps = ConnectionCaps(server=100, per_ip=8)
+        await other.start()
         await limits.start()
         try:
-            for n in range(8):
-                assert await limits.admit(str(n), IP, caps) is None
+            for n in range(others):
+                assert await other.admit(f"o{n}", IP, caps) is None
+            for n in range(2):  # the second has company: it asks for a spare
+                assert await limits.admit(f"s{n}", IP, caps) is None
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
-            # Every granted spare left the IP's count below 8 // 2 = 4.
-            assert counts["ips"][IP] + counts["spare_slots"] <= 8
-            assert counts["spare_slots"] <= 3
+            assert counts["ips"][IP] == others + 2
+            return int(counts["spare_slots"])
+        finally:
+            await limits.close()
+            await other.close()
+
+    async def main() -> None:
+        assert await spares_after(others=10) == 1
+        assert await spares_after(others=31) == 0
+
+    run(main())
+
+
+def test_a_worker_takes_its_own_spares_up_to_the_cap_exactly(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    async def main() -> None:
+        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
+        caps = ConnectionCaps(server=1000, per_ip=64)
+        await limits.start()
+        try:
+            for n in range(64):
+                assert await limits.admit(str(n), IP, caps) is None
             assert await limits.admit("over", IP, caps) is Refusal.IP_FULL
+            await limits.settled()
+            counts = cluster_counts(redis_server.client(), redis_namespace)
+            assert counts["ips"] == {IP: 64} and counts["spare_slots"] == 0
         finally:
             await limits.close()
 
@@ -237,14 +290,16 @@ def test_own_spares_never_refuse_a_session_from_another_address(
 ) -> None:
     async def main() -> None:
         limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        caps = ConnectionCaps(server=12)
+        caps = ConnectionCaps(server=96)  # up to 96 // 16 = 6 spares
         await limits.start()
         try:
             assert await limits.admit("anchor", IP, caps) is None
             await churn(limits, "warm", 3)
             assert limits.stats().sessions == 1
-            # 11 slots are free: spares of IP may not take any from FOREIGN.
-            assert await free_slots(limits, ConnectionCaps(server=12)) == 11
+            await limits.settled()
+            assert cluster_counts(redis_server.client(), redis_namespace)["spare_slots"] >= 1
+            # 95 slots are free: spares of IP may not take any from FOREIGN.
+            assert await free_slots(limits, caps) == 95
         finally:
             await limits.close()
 

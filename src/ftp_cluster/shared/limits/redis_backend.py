@@ -241,6 +241,8 @@ class RedisLimits(LimitsBackend):
         # and those standing on a spare slot.
         self._uncapped: set[str] = set()
         self._spares = SparePool(spare_slots)
+        self._workers = workers
+        self._spares_fit: ConnectionCaps | None = None  # the caps the spares are fit to
         self._redis: AsyncRedis | None = None
         self._channel: CommandChannel | None = None  # for the lease batches
         self._healthy = True
@@ -332,6 +334,9 @@ class RedisLimits(LimitsBackend):
                     self._send_unawaited(change)
                     self._uncapped.add(session_id)
                     return await self._fallback.admit(session_id, ip, _COUNT_ONLY)
+                if caps is not self._spares_fit:
+                    self._spares.fit(caps.server, caps.per_ip, self._workers)
+                    self._spares_fit = caps
                 spare = self._spares.take(session_id, ip)
                 if spare is not None:
                     # A slot Redis granted ahead of need: nothing to ask.

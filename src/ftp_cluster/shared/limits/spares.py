@@ -3,21 +3,26 @@
 A capped admission costs a round trip to Redis, and the session waits for
 it. While a count is far below its cap, that wait buys nothing: no answer
 Redis could give would refuse the session. So a worker that admits a
-session through Redis may ask, in the same call, for a few *spare* slots
-for the same client IP. A spare is a lease like a session's (member
+session through Redis also asks for a few *spare* slots for the same
+client IP. A spare is a lease like a session's (member
 ``"<worker_id>/~<n>"`` in the server's and the IP's counts, indexed and
 refreshed like any other), granted only while both counts are below half
-their caps. A later session from that IP takes a free spare and is admitted
-at once, with no call; when it ends, the spare goes back to the pool.
+their caps. A later session from that IP takes a free spare and goes on at
+once: the swap of the spare's lease for the session's is sent to Redis
+without anyone waiting for it. When the session ends, its slot becomes a
+spare again the same way.
 
 Spares never let a count exceed its cap: each is a slot Redis granted. What
 they cost is exactness on the other side: a session may be refused while
 other workers hold free spares. That needs a count past half its cap, is
-bounded by ``most`` free spares per worker, and lasts until those spares
-have sat idle for one trim interval, after which they are given back.
+bounded by 1/16 of the cap per host (each worker keeps at most its share
+of that, and at most ``most``), and lasts until those spares have sat idle for one
+trim interval, after which they are given back (a worker that Redis
+refuses gives back its own at once). Small caps (under 16 per worker) get
+no spares at all, and so stay exact.
 
-This module is the worker's side of it, with no I/O: which spares exist,
-which are free, which session uses which. :mod:`.redis_backend` moves them.
+This module is the worker's side of it, with no I/O: which spares are free,
+which sessions stand on one. :mod:`.redis_backend` moves them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ __all__ = ["SPARE_PREFIX", "Spare", "SparePool"]
 
 #: Session ids of spares start with this; real session ids never do.
 SPARE_PREFIX = "~"
+#: A host's workers together keep at most 1/CAP_SHARE of each cap in spares.
+CAP_SHARE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,8 @@ class SparePool:
         if most < 0:
             raise ValueError(f"most must not be negative, not {most!r}")
         self._most = most
+        self._total = most  # free or asked for at once, over all IPs
+        self._per_ip = most  # free or asked for at once, per IP
         self._serial = 0
         self._free: dict[str, list[str]] = {}  # ip -> free spare ids, newest last
         self._free_count = 0
@@ -61,7 +70,17 @@ class SparePool:
 
     @property
     def enabled(self) -> bool:
-        return self._most > 0
+        return self._total > 0 and self._per_ip > 0
+
+    def fit(self, server_cap: int | None, ip_cap: int | None, workers: int) -> None:
+        """Bound the spares by the caps they count against (``None``: no cap).
+
+        Each of ``workers`` keeps at most its share of 1/``CAP_SHARE`` of
+        each cap, so that together they can hold back no more than that.
+        """
+        share = CAP_SHARE * max(1, workers)
+        self._total = self._most if server_cap is None else min(self._most, server_cap // share)
+        self._per_ip = self._total if ip_cap is None else min(self._total, ip_cap // share)
 
     def take(self, session_id: str, ip: str) -> Spare | None:
         """Stand ``session_id`` on a free spare of ``ip``: the spare, or None."""
@@ -85,7 +104,9 @@ class SparePool:
         when ``keep`` is False: its slot is then released as usual.
         """
         ip = self._used.pop(session_id, None)
-        if ip is None or not keep or self._free_count >= self._most:
+        if ip is None or not keep or self._free_count >= self._total:
+            return None
+        if len(self._free.get(ip, ())) >= self._per_ip:
             return None
         spare = self._new(ip)
         self._add_free(spare)
@@ -104,10 +125,12 @@ class SparePool:
 
         As many as this worker already has sessions from ``ip`` (a lone
         session from an address asks for none), counting those asked for and
-        not answered yet; at most ``most`` free or asked for at once.
+        not answered yet, within the bounds :meth:`fit` set.
         """
-        room = self._most - self._free_count - self._asked_count
-        want = min(sessions_from_ip - self._asked.get(ip, 0), room)
+        asked = self._asked.get(ip, 0)
+        room = self._total - self._free_count - self._asked_count
+        ip_room = self._per_ip - len(self._free.get(ip, ())) - asked
+        want = min(sessions_from_ip - asked, room, ip_room)
         if want <= 0:
             return []
         self._asked[ip] = self._asked.get(ip, 0) + want
