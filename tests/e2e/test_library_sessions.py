@@ -16,6 +16,8 @@ import pytest
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.worker.connection import ControlConnection
+from ftp_cluster.worker.datachannel import PassiveListener
+from ftp_cluster.worker.transfer import TransferJob
 from tests.e2e.conftest import ServerFactory
 
 GUIDO = User(
@@ -190,18 +192,30 @@ def test_closed_sessions_are_not_kept_until_their_idle_timeout(
     run_server: ServerFactory,
 ) -> None:
     """A closed session must be freed now, not when its idle timer would fire."""
-    running = run_server(lambda: Server(path_io_factory=MemoryPathIO, idle_timeout=300))
+    running = run_server(
+        lambda: Server(
+            [User(base_path=Path("/"), home_path="/")],
+            path_io_factory=MemoryPathIO,
+            idle_timeout=300,
+        )
+    )
+    kinds = (ControlConnection, PassiveListener, TransferJob)
 
-    async def live_connections() -> int:
+    async def live_objects() -> list[int]:
         await asyncio.sleep(0.2)  # let the last connection_lost callbacks run
         gc.collect()
-        return sum(isinstance(o, ControlConnection) for o in gc.get_objects())
+        objects = gc.get_objects()
+        return [sum(isinstance(o, kind) for o in objects) for kind in kinds]
 
-    before = running.call(live_connections())  # other tests' may linger
-    for _ in range(20):
+    before = running.call(live_objects())  # other tests' may linger
+    for n in range(10):
         ftp = running.client()
+        ftp.storbinary(f"STOR f{n}", io.BytesIO(b"x" * 1000))
+        ftp.retrbinary(f"RETR f{n}", lambda _: None)
+        ftp.nlst()
         ftp.quit()
-    assert running.call(live_connections()) == before
+        running.client().close()  # and one that just goes away
+    assert running.call(live_objects()) == before
 
 
 class SlowReleaseLimits(LocalLimits):
