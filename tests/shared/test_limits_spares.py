@@ -151,15 +151,23 @@ async def churn(limits: RedisLimits, prefix: str, sessions: int, ip: str = IP) -
         await limits.release(f"{prefix}{n}")
 
 
+async def warmed(server: RedisServer, namespace: str, worker_id: str = "w") -> RedisLimits:
+    """A started backend with one session from IP ("anchor") and spares for IP."""
+    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id)
+    await limits.start()
+    assert await limits.admit("anchor", IP, FAR) is None
+    await churn(limits, "warm", 3)
+    await limits.settled()
+    assert cluster_counts(server.client(), namespace)["spare_slots"] >= 1
+    return limits
+
+
 def test_sessions_from_a_busy_address_are_admitted_without_a_call(
     redis_server: RedisServer, redis_namespace: str
 ) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
+        limits = await warmed(redis_server, redis_namespace)
         try:
-            assert await limits.admit("anchor", IP, FAR) is None
-            await churn(limits, "warm", 3)
             before = limits.stats().commands_sent
             await churn(limits, "s", 50)
             assert limits.stats().commands_sent == before
@@ -308,13 +316,8 @@ def test_own_spares_never_refuse_a_session_from_another_address(
 
 def test_idle_spares_are_given_back(redis_server: RedisServer, redis_namespace: str) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
+        limits = await warmed(redis_server, redis_namespace)
         try:
-            assert await limits.admit("anchor", IP, FAR) is None
-            await churn(limits, "warm", 3)
-            await limits.settled()
-            assert cluster_counts(redis_server.client(), redis_namespace)["spare_slots"] >= 1
 
             async def none_left() -> bool:
                 await limits.settled()
@@ -333,12 +336,7 @@ def test_a_dead_workers_spares_are_freed_with_its_sessions(
     redis_server: RedisServer, redis_namespace: str
 ) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="dead")
-        await limits.start()
-        assert await limits.admit("anchor", IP, FAR) is None
-        await churn(limits, "warm", 3)
-        await limits.settled()
-        assert cluster_counts(redis_server.client(), redis_namespace)["spare_slots"] >= 1
+        limits = await warmed(redis_server, redis_namespace, worker_id="dead")
         # Abandoned, as by a killed process: only the supervisor's release is left.
         freed = await asyncio.to_thread(
             release_worker_leases, redis_server.url, redis_namespace, "dead"
@@ -392,11 +390,8 @@ def test_concurrent_churn_on_spares_keeps_redis_exact(
     """Sessions leave slots as spares that others take in the same batch."""
 
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
+        limits = await warmed(redis_server, redis_namespace)
         try:
-            assert await limits.admit("anchor", IP, FAR) is None
-            await churn(limits, "warm", 3)
             await asyncio.gather(*(churn(limits, f"c{n}-", 30) for n in range(16)))
             held = [f"h{n}" for n in range(10)]
             for session_id in held:
