@@ -163,6 +163,43 @@ def test_per_ip_limit_is_cluster_wide_and_per_address(
     stop_cleanly(cluster)
 
 
+def test_large_caps_admit_on_spare_slots_and_leave_redis_clean(
+    start_cluster: StartCluster,
+    redis_server: RedisServer,
+    redis_namespace: str,
+    held: list[ftplib.FTP],
+) -> None:
+    """Far below large caps, workers hold spare slots; status and Redis stay exact."""
+    config = config_toml(
+        {"maximum_connections": 1280, "maximum_connections_per_ip": 1280},
+        {"namespace": redis_namespace},
+    )
+    cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
+    first = attempt_many(cluster, 6)
+    held += first.admitted
+    assert first.count == 6
+    spares = 0
+    for _ in range(30):  # churn beside the held sessions: spares are asked for, then used
+        ftp = attempt(cluster)
+        assert isinstance(ftp, ftplib.FTP), ftp
+        assert try_login(ftp).startswith("230")
+        quit_all([ftp])
+        # Idle spares go back within seconds: look while the churn uses them.
+        spares = cluster.status()["redis"]["cluster"]["spare_slots"]
+        assert spares <= 1280 // 16  # two workers, 1/32 of the cap each
+        if spares:
+            break
+    assert spares >= 1
+    wait_cluster_sessions(cluster, 6)
+    assert cluster.status()["redis"]["cluster"]["ips"] == {"127.0.0.1": 6}
+
+    quit_all(held)
+    wait_cluster_sessions(cluster, 0)
+    stop_cleanly(cluster)
+    # Spares are leases of their worker: a clean stop gives them back too.
+    assert redis_server.client().keys(f"{redis_namespace}:conn:*") == []
+
+
 def test_two_hosts_sharing_redis_and_namespace_share_limits(
     start_cluster: StartCluster,
     redis_server: RedisServer,
