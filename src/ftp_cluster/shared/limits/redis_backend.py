@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -437,7 +436,8 @@ class RedisLimits(LimitsBackend):
         """Ask for spare slots after ``change``, while its counts are low.
 
         The halved caps make Redis grant them only below half of each cap
-        (see :mod:`.spares`); the answers come back to :meth:`_spare_answered`.
+        (see :mod:`.spares`); they go unawaited, and :meth:`_posted` hears
+        the answers.
         The asks are queued once the current callbacks have run, so they
         follow every admission that arrived with ``change`` into Redis: a
         spare never takes a slot that a session of the same burst needed.
@@ -453,35 +453,8 @@ class RedisLimits(LimitsBackend):
 
     def _push_asks(self, spares: list[Spare], caps: tuple[int, int]) -> None:
         for spare in spares:
-            self._gate.hold()
-            answer = self._changes.push(_Admit(spare.spare_id, spare.ip, *caps))
-            answer.add_done_callback(functools.partial(self._spare_answered, spare))
+            self._send_unawaited(_Admit(spare.spare_id, spare.ip, *caps))
         self._gate.leave()
-
-    def _spare_answered(self, spare: Spare, answer: asyncio.Future[int]) -> None:
-        self._gate.leave()
-        granted = False
-        if answer.cancelled():
-            self._ended_offline.add(spare.spare_id)  # it may have run
-        elif (exc := answer.exception()) is not None:
-            if isinstance(exc, _FAILURES):
-                self._lost(exc)
-            else:
-                logger.error("unexpected error in a lease change", exc_info=exc)
-            self._ended_offline.add(spare.spare_id)
-        elif answer.result() == 0:
-            # Granted in the instant before an outage: Redis may lose it.
-            granted = self._healthy
-            if not granted:
-                self._ended_offline.add(spare.spare_id)
-        self._spares.answered(spare, granted=granted)
-
-    def _drop_spare(self, spare: Spare) -> None:
-        """Give a spare slot back to Redis (or name it to the next resync)."""
-        if self._healthy:
-            self._send_unawaited(_Release(spare.spare_id, spare.ip, None))
-        else:
-            self._ended_offline.add(spare.spare_id)
 
     async def _send_release(self, change: _Release, *, wait: bool) -> None:
         """Free leases; ``wait=False`` when no cap counts them, so no session waits for it."""
@@ -561,23 +534,39 @@ class RedisLimits(LimitsBackend):
     def _posted(self, changes: list[_LeaseChange], outcome: Sequence[int] | BaseException) -> None:
         """The changes sent by :meth:`_send_unawaited` in one batch have run (or not)."""
         self._gate.leave(len(changes))
-        if isinstance(outcome, asyncio.CancelledError):
+        if isinstance(outcome, BaseException):
+            self._not_posted(changes, outcome)
             return
-        if isinstance(outcome, _FAILURES):
-            # As for an awaited change: the mirror holds the truth, and the
-            # resync after the outage makes Redis hold it too.
-            self._lost(outcome)
-            for change in changes:
+        healthy = self._healthy
+        for change, result in zip(changes, outcome, strict=True):
+            if isinstance(change, _Swap):
+                if result and change.new_id.startswith(SPARE_PREFIX):
+                    # Redis had lost the session's lease: no slot to keep.
+                    self._spares.forget(Spare(change.new_id, change.ip))
+            elif isinstance(change, _Admit) and change.session_id.startswith(SPARE_PREFIX):
+                granted = result == 0
+                if granted and not healthy:
+                    # Granted in the instant before an outage: Redis may lose it.
+                    self._ended_offline.add(change.session_id)
+                spare = Spare(change.session_id, change.ip)
+                self._spares.answered(spare, granted=granted and healthy)
+
+    def _not_posted(self, changes: list[_LeaseChange], exc: BaseException) -> None:
+        failed = isinstance(exc, _FAILURES)
+        if failed:
+            self._lost(exc)
+        elif not isinstance(exc, asyncio.CancelledError):
+            logger.error("unexpected error in a lease change", exc_info=exc)
+        for change in changes:
+            if isinstance(change, _Admit) and change.session_id.startswith(SPARE_PREFIX):
+                self._spares.answered(Spare(change.session_id, change.ip), granted=False)
+                self._ended_offline.add(change.session_id)  # it may have run
+            elif failed:
+                # As for an awaited change: the mirror holds the truth, and the
+                # resync after the outage makes Redis hold it too.
                 self._note_offline_end(change.session_id)
                 if isinstance(change, _Swap):
                     self._note_offline_end(change.new_id)
-        elif isinstance(outcome, BaseException):
-            logger.error("unexpected error in a lease change", exc_info=outcome)
-        else:
-            for change, result in zip(changes, outcome, strict=True):
-                if result and isinstance(change, _Swap) and change.new_id.startswith(SPARE_PREFIX):
-                    # Redis had lost the session's lease: no slot to keep.
-                    self._spares.forget(Spare(change.new_id, change.ip))
 
     def _note_offline_end(self, session_id: str) -> None:
         if self._fallback.holding(session_id) is None:
@@ -693,7 +682,8 @@ class RedisLimits(LimitsBackend):
                     await self._refresh()
                 else:
                     for spare in self._spares.trim():
-                        self._drop_spare(spare)
+                        idle = _Release(spare.spare_id, spare.ip, None)
+                        await self._send_release(idle, wait=False)
                     continue
                 refresh_at = loop.time() + self._refresh_interval
             except Exception:
