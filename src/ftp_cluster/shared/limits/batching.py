@@ -67,6 +67,9 @@ class Batcher(Generic[Item, Result]):
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self._batches = 0
+        # Asked for once: get_running_loop() costs a getpid() system call
+        # per item on Python 3.11, a few percent of a churning worker's CPU.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def batches(self) -> int:
@@ -84,12 +87,11 @@ class Batcher(Generic[Item, Result]):
         pass ``urgent=False`` to let the item linger. Cancelling the future
         withdraws nothing (the item may be sent anyway).
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
+        future: asyncio.Future[Result] = self._event_loop().create_future()
         self._items.append(item)
         self._futures.append(future)
         self._urgent = self._urgent or urgent
-        self._schedule(loop)
+        self._schedule()
         return future
 
     def post(self, item: Item) -> None:
@@ -102,9 +104,14 @@ class Batcher(Generic[Item, Result]):
             raise RuntimeError("post() needs a Batcher built with on_posted")
         self._items.append(item)
         self._futures.append(None)
-        self._schedule(asyncio.get_running_loop())
+        self._schedule()
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _schedule(self) -> None:
         if self._running is not None:
             return  # the batch in flight schedules the next one when it ends
         # A full batch has all the company it can get; lingering on would
@@ -112,9 +119,9 @@ class Batcher(Generic[Item, Result]):
         if self._urgent or len(self._items) >= self._max_batch:
             if not self._scheduled:
                 self._scheduled = True
-                loop.call_soon(self._flush)
+                self._event_loop().call_soon(self._flush)
         elif self._timer is None:
-            self._timer = loop.call_later(self._linger, self._flush)
+            self._timer = self._event_loop().call_later(self._linger, self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -132,7 +139,7 @@ class Batcher(Generic[Item, Result]):
             items, self._items = self._items[:count], self._items[count:]
             futures, self._futures = self._futures[:count], self._futures[count:]
         self._batches += 1
-        self._running = asyncio.get_running_loop().create_task(self._run(items, futures))
+        self._running = self._event_loop().create_task(self._run(items, futures))
 
     async def _run(self, items: list[Item], futures: list[asyncio.Future[Result] | None]) -> None:
         try:
@@ -160,7 +167,7 @@ class Batcher(Generic[Item, Result]):
             self._running = None
             if self._items:
                 # Urgent ones waited for the previous batch already: straight on.
-                self._schedule(asyncio.get_running_loop())
+                self._schedule()
 
     def _report(
         self,
