@@ -22,7 +22,13 @@ import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis_backend import (
+    RedisLimits,
+    _Admit,
+    _coalesce,
+    _Login,
+    _Release,
+)
 from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
 from ftp_cluster.shared.limits.redis_schema import LEASES, SCRIPTS
 from tests.conftest import RedisServer
@@ -150,7 +156,13 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
 _DOOMED_WORKER = """
 import asyncio, sys
 from ftp_cluster.shared.limits.base import ConnectionCaps
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis_backend import (
+    RedisLimits,
+    _Admit,
+    _coalesce,
+    _Login,
+    _Release,
+)
 
 async def main(url, namespace, worker_id, sessions, ttl):
     limits = RedisLimits(url, namespace=namespace, worker_id=worker_id, lease_ttl=float(ttl))
@@ -459,6 +471,80 @@ def test_uncapped_changes_do_not_wait_for_redis(
             await limits.close()
 
     run(main())
+
+
+def test_sessions_that_come_and_go_within_one_batch_cost_no_call(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    """Uncapped sessions that ended before their admission was sent never reach Redis."""
+
+    async def main() -> None:
+        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
+        await limits.start()
+        try:
+            assert await limits.admit("stays", IP, NO_CAPS) is None
+            assert await limits.login("stays", "alice", None) is None
+            await limits.settled()
+            before = limits.stats().commands_sent
+            for n in range(20):
+                assert await limits.admit(f"s{n}", IP, NO_CAPS) is None
+                assert await limits.login(f"s{n}", "alice", None) is None
+                await limits.logout(f"s{n}")
+                await limits.release(f"s{n}")
+            await limits.settled()
+            assert limits.stats().commands_sent == before
+            counts = cluster_counts(redis_server.client(), redis_namespace)
+            assert counts["sessions"] == 1 and counts["users"] == {"alice": 1}
+            # One that stays past its batch still reaches Redis, and leaves it.
+            assert await limits.admit("late", IP, NO_CAPS) is None
+            await limits.settled()
+            assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 2
+            await limits.release("late")
+            await limits.settled()
+            assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 1
+        finally:
+            await limits.close()
+        assert redis_server.client().keys(f"{redis_namespace}:*") == []
+
+    run(main())
+
+
+def test_a_large_batch_goes_in_script_calls_of_bounded_length(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    """300 admissions queued at once: two calls (256 + 44), every lease in place."""
+
+    async def main() -> None:
+        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
+        await limits.start()
+        try:
+            before = limits.stats().commands_sent
+            for n in range(300):
+                assert await limits.admit(f"s{n}", IP, NO_CAPS) is None
+            await limits.settled()
+            assert limits.stats().commands_sent - before == 2
+            assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 300
+        finally:
+            await limits.close()
+
+    run(main())
+
+
+def test_a_session_admitted_and_released_in_one_batch_cancels_out() -> None:
+    changes: list[_Admit | _Login | _Release] = [
+        _Admit("a", IP, -1, -1),
+        _Admit("b", IP, -1, -1),
+        _Login("a", "alice", -1, None),
+        _Release("x", IP, None),  # admitted in an earlier batch: sent
+        _Release("a", None, "alice"),  # a logout keeps the session
+        _Login("b", "bob", -1, None),
+        _Release("a", IP, None),
+        _Admit("~1", IP, 5, 5),  # a spare's answer is read: sent
+        _Release("~1", IP, None),
+    ]
+    operations, slots = _coalesce([*changes])
+    assert operations == [changes[1], changes[3], changes[5], changes[7], changes[8]]
+    assert slots == [None, 0, None, 1, None, 2, None, 3, 4]
 
 
 def test_an_uncapped_change_that_fails_starts_the_outage(

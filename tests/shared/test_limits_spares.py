@@ -13,9 +13,9 @@ from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
 from ftp_cluster.shared.limits.redis_backend import (
     RedisLimits,
+    _coalesce,
     _Release,
     _Swap,
-    _through_spares,
 )
 from ftp_cluster.shared.limits.spares import Spare, SparePool
 from tests.conftest import RedisServer
@@ -422,7 +422,7 @@ def test_a_slot_left_as_a_spare_and_taken_again_is_one_swap() -> None:
         _Swap("~2", "c", IP),  # c takes a spare from an earlier batch
         _Swap("b", "~3", IP),
     ]
-    operations, slots = _through_spares(list(changes))
+    operations, slots = _coalesce(list(changes))
     assert operations == [
         _Swap("a", "b", IP),
         _Release("x", None, "alice"),

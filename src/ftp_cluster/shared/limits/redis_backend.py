@@ -24,7 +24,9 @@ not wait for it: Redis could not refuse it, so the session goes on at once.
 Such a change may also wait up to ``UNAWAITED_LINGER`` for others to share
 its call: a worker churning through uncapped sessions then calls Redis a
 few dozen times a second, not once per batch of whoever arrived together.
-:meth:`RedisLimits.settled` waits for such changes to land.
+A session that has come and gone by the time its batch leaves is not sent
+at all (:func:`_coalesce`). :meth:`RedisLimits.settled` waits for such
+changes to land.
 
 Bandwidth buckets are hashes updated by one script call per :meth:`reserve`
 for all buckets at once, with the Redis clock deciding refills.
@@ -97,6 +99,12 @@ PROBE_INTERVAL = 0.5
 CHECK_INTERVAL = 1.0
 #: Seconds a lease change nobody waits for may wait to share a call with others.
 UNAWAITED_LINGER = 0.02
+
+#: Lease changes considered together: the more, the more of them cancel out
+#: (see :func:`_coalesce`); what is left goes in script calls of at most
+#: ``_OPERATIONS_PER_CALL``, so that no call keeps Redis busy for long.
+_CHANGES_PER_BATCH = 1024
+_OPERATIONS_PER_CALL = 256
 
 _CHUNK_SECONDS = 0.05
 _MIN_CHUNK = 128 * 1024
@@ -248,7 +256,10 @@ class RedisLimits(LimitsBackend):
         self._commands = 0
         self._gate = _Gate()
         self._changes: Batcher[_LeaseChange, int] = Batcher(
-            self._send_changes, linger=UNAWAITED_LINGER, on_posted=self._posted
+            self._send_changes,
+            max_batch=_CHANGES_PER_BATCH,
+            linger=UNAWAITED_LINGER,
+            on_posted=self._posted,
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -473,10 +484,12 @@ class RedisLimits(LimitsBackend):
         self._note_offline_end(change.session_id)
 
     async def _send_changes(self, changes: list[_LeaseChange]) -> list[int]:
-        """One script call for a batch of lease changes; one result each."""
-        operations, slots = _through_spares(changes)
-        results = await self._send_operations(operations)
-        return [results[slot] for slot in slots]
+        """A batch of lease changes in as few script calls as it takes; one result each."""
+        operations, slots = _coalesce(changes)
+        results: list[int] = []
+        for start in range(0, len(operations), _OPERATIONS_PER_CALL):
+            results += await self._send_operations(operations[start : start + _OPERATIONS_PER_CALL])
+        return [0 if slot is None else results[slot] for slot in slots]
 
     async def _send_operations(self, changes: list[_LeaseChange]) -> list[int]:
         keys = [self._keys.index, self._keys.server]
@@ -765,31 +778,70 @@ def _cap(limit: int | None) -> int:
     return _NO_CAP if limit is None else limit
 
 
-def _through_spares(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int]]:
-    """``changes`` with each pair of swaps through one spare made one swap.
+def _coalesce(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int | None]]:
+    """The operations that do what ``changes`` do, fewer where they can be.
 
-    Under churn a session often leaves its slot as spare X and the next one
-    takes X within the same batch: A -> X, then X -> B. That is A -> B, done
-    where A -> X was (nothing between them can depend on B's lease, nor see
-    X, which only this worker knows). Returns the operations to send and,
-    per change, the position of the operation whose result is its own.
+    Two patterns of churn cost nothing to send:
+
+    * A session that is admitted and released in the same batch (it came and
+      went while its admission lingered): its admission, logins and releases
+      all cancel out. Only unawaited admissions can share a batch with their
+      session's release, and nobody reads their results.
+    * A session leaves its slot as spare X and the next one takes X: A -> X,
+      then X -> B. That is A -> B, done where A -> X was (nothing between
+      them can depend on B's lease, nor see X, which only this worker knows).
+
+    Returns the operations to send and, per change, the position of the
+    operation whose result is its own, or None for a change that cancelled
+    out (its result is 0: done).
     """
-    operations: list[_LeaseChange] = []
-    slots: list[int] = []
+    operations: list[_LeaseChange | None] = []
+    slots: list[int | None] = []
     into_spare: dict[str, int] = {}  # spare id -> its swap's position in operations
+    admitted: dict[str, list[int]] = {}  # session id -> its changes' numbers in ``slots``
     for change in changes:
+        session_id = change.session_id
         if isinstance(change, _Swap):
-            slot = into_spare.pop(change.session_id, None)
+            admitted.pop(session_id, None)  # its leases move on: they must reach Redis
+            slot = into_spare.pop(session_id, None)
             if slot is not None:
                 first = operations[slot]
+                assert isinstance(first, _Swap)
                 operations[slot] = _Swap(first.session_id, change.new_id, change.ip)
                 slots.append(slot)
                 continue
             if change.new_id.startswith(SPARE_PREFIX):
                 into_spare[change.new_id] = len(operations)
+        elif isinstance(change, _Admit):
+            if not session_id.startswith(SPARE_PREFIX):  # a spare's answer is read
+                admitted[session_id] = [len(slots)]
+        elif session_id in admitted:
+            if isinstance(change, _Release) and change.ip is not None:
+                for number in admitted.pop(session_id):
+                    position = slots[number]
+                    assert position is not None
+                    operations[position] = slots[number] = None
+                slots.append(None)
+                continue
+            admitted[session_id].append(len(slots))
         slots.append(len(operations))
         operations.append(change)
-    return operations, slots
+    return _compact(operations, slots)
+
+
+def _compact(
+    operations: list[_LeaseChange | None], slots: list[int | None]
+) -> tuple[list[_LeaseChange], list[int | None]]:
+    """Drop the operations that cancelled out (None), and renumber the slots."""
+    if None not in operations:
+        return [op for op in operations if op is not None], slots
+    kept: list[_LeaseChange] = []
+    moved: dict[int, int] = {}
+    for position, operation in enumerate(operations):
+        if operation is not None:
+            moved[position] = len(kept)
+            kept.append(operation)
+    return kept, [None if slot is None else moved[slot] for slot in slots]
 
 
 def _half(cap: int) -> int:
