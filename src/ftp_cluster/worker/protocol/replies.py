@@ -19,13 +19,21 @@ class Reply:
         return cls(code, lines or ("",))
 
     def encode(self) -> bytes:
-        # Carriage returns and line feeds inside a line would let a file name
-        # forge a reply; they are replaced, never sent raw.
-        clean = [line.replace("\r", " ").replace("\n", " ") for line in self.lines]
-        if len(clean) == 1:
-            return f"{self.code} {clean[0]}\r\n".encode("utf-8", "surrogateescape")
+        lines = self.lines
+        if len(lines) == 1:  # most replies: the quick way
+            line = lines[0]
+            if "\r" in line or "\n" in line:
+                line = _clean(line)
+            return f"{self.code} {line}\r\n".encode("utf-8", "surrogateescape")
+        clean = [_clean(line) for line in lines]
         head = [f"{self.code}-{clean[0]}"]
         # Middle lines start with a space so no line can be mistaken for the end.
         body = [f" {line}" for line in clean[1:-1]]
         tail = [f"{self.code} {clean[-1]}"]
         return ("\r\n".join(head + body + tail) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def _clean(line: str) -> str:
+    # Carriage returns and line feeds inside a line would let a file name
+    # forge a reply; they are replaced, never sent raw.
+    return line.replace("\r", " ").replace("\n", " ")

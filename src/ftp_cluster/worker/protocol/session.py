@@ -17,7 +17,7 @@ import enum
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -64,6 +64,11 @@ class SessionOptions:
     users: UserTable
     welcome_message: str = "ftp-cluster ready"
     system_type: str = "UNIX Type: L8"
+    greeting: Reply = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every session sends it: made once per server, not once per session.
+        object.__setattr__(self, "greeting", Reply.of(220, self.welcome_message))
 
 
 Argument = Literal["none", "optional", "required"]
@@ -101,6 +106,15 @@ _FAILURE_CODES: dict[Failure, int] = {
     Failure.BAD_PASSWORD: 530,
     Failure.USER_LIMIT: 530,
 }
+
+
+# Replies every session sends, made once (replies are immutable values).
+_PASSWORD_REQUIRED = Reply.of(331, "password required")
+_LOGGED_IN = Reply.of(230, "login successful")
+_GOODBYE = Reply.of(221, "goodbye")
+_TRANSFER_COMPLETE = Reply.of(226, "transfer complete")
+_OK = Reply.of(200, "ok")
+_TYPE_SET = {kind: Reply.of(200, f"type set to {kind}") for kind in ("A", "I")}
 
 
 def failure_reply(failed: Failed) -> Reply:
@@ -160,7 +174,7 @@ class Session:
     # -- entry points -------------------------------------------------------
 
     def greeting(self) -> Reply:
-        return Reply.of(220, self.options.welcome_message)
+        return self.options.greeting
 
     def handle(self, command: Command) -> Step:
         """Decide what one command does."""
@@ -197,7 +211,7 @@ class Session:
                 return self._passive_done(extended, outcome)
             case Transfer():
                 self.endpoint = None
-                return Reply.of(226, "transfer complete")
+                return _TRANSFER_COMPLETE
             case Abort():
                 self.endpoint = None
                 return Reply.of(226, "abort successful")
@@ -226,7 +240,7 @@ class Session:
     def _logged_in(self, user: User) -> Reply:
         self.phase, self.user, self._candidate = Phase.LOGGED_IN, user, None
         self.cwd = user.home_path
-        return Reply.of(230, "login successful")
+        return _LOGGED_IN
 
     def _query_done(self, request: FileQuery, outcome: Done) -> Reply:
         info = outcome.value
@@ -288,7 +302,7 @@ class Session:
         if candidate.password is None and candidate.password_hash is None:
             return Authenticate(candidate, None)
         self._candidate, self.phase = candidate, Phase.AWAIT_PASS
-        reply = Reply.of(331, "password required")
+        reply = _PASSWORD_REQUIRED
         return Logout(reply) if was_logged_in else reply
 
     def _pass(self, password: str) -> Step:
@@ -300,12 +314,12 @@ class Session:
 
     def _quit(self, _: str) -> Step:
         self.phase = Phase.CLOSED
-        return Close(Reply.of(221, "goodbye"))
+        return Close(_GOODBYE)
 
     # -- informational ------------------------------------------------------
 
     def _noop(self, _: str) -> Step:
-        return Reply.of(200, "ok")
+        return _OK
 
     def _syst(self, _: str) -> Step:
         return Reply.of(215, self.options.system_type)
@@ -328,7 +342,7 @@ class Session:
         if kind not in ("A", "I", "L"):
             return Reply.of(504, f"type {argument} not supported")
         self.transfer_type = "A" if kind == "A" else "I"
-        return Reply.of(200, f"type set to {self.transfer_type}")
+        return _TYPE_SET[self.transfer_type]
 
     def _mode(self, argument: str) -> Step:
         if argument.upper() == "S":
