@@ -14,6 +14,7 @@ from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker
 from ftp_cluster.shared.limits.redis_backend import (
     RedisLimits,
     _coalesce,
+    _Login,
     _Release,
     _Swap,
 )
@@ -414,19 +415,17 @@ def test_concurrent_churn_on_spares_keeps_redis_exact(
     run(main())
 
 
-def test_a_slot_left_as_a_spare_and_taken_again_is_one_swap() -> None:
-    changes: list[_Swap | _Release] = [
+def test_a_slot_passed_on_through_spares_and_short_sessions_is_one_swap() -> None:
+    changes: list[_Swap | _Release | _Login] = [
         _Swap("a", "~1", IP),  # a leaves its slot as spare ~1
         _Release("x", None, "alice"),
-        _Swap("~1", "b", IP),  # b takes it
-        _Swap("~2", "c", IP),  # c takes a spare from an earlier batch
-        _Swap("b", "~3", IP),
+        _Swap("~1", "b", IP),  # b takes it,
+        _Login("b", "alice", -1, None),  # logs in,
+        _Swap("~2", "c", IP),  # (c takes a spare from an earlier batch)
+        _Swap("b", "~3", IP),  # and leaves it as spare ~3
+        _Release("b", None, "alice"),
+        _Swap("c", "~4", IP),  # c arrived in this batch but did not log in
     ]
-    operations, slots = _coalesce(list(changes))
-    assert operations == [
-        _Swap("a", "b", IP),
-        _Release("x", None, "alice"),
-        _Swap("~2", "c", IP),
-        _Swap("b", "~3", IP),
-    ]
-    assert slots == [0, 1, 0, 2, 3]
+    operations, slots = _coalesce([*changes])
+    assert operations == [_Swap("a", "~3", IP), _Release("x", None, "alice"), _Swap("~2", "~4", IP)]
+    assert slots == [0, 1, 0, None, 2, 0, None, 2]

@@ -781,15 +781,18 @@ def _cap(limit: int | None) -> int:
 def _coalesce(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int | None]]:
     """The operations that do what ``changes`` do, fewer where they can be.
 
-    Two patterns of churn cost nothing to send:
+    Churn makes two patterns in which a session comes and goes within one
+    batch, and neither needs its own operations in Redis:
 
-    * A session that is admitted and released in the same batch (it came and
-      went while its admission lingered): its admission, logins and releases
-      all cancel out. Only unawaited admissions can share a batch with their
-      session's release, and nobody reads their results.
-    * A session leaves its slot as spare X and the next one takes X: A -> X,
-      then X -> B. That is A -> B, done where A -> X was (nothing between
-      them can depend on B's lease, nor see X, which only this worker knows).
+    * Admitted, then released: its admission, logins and releases cancel out.
+      Only an unawaited admission can share a batch with its session's
+      release, and nobody reads the results of those.
+    * Standing on a spare slot: X -> B (B takes spare X), then B -> Y (B
+      leaves its slot as the new spare Y). That is X -> Y, done where X -> B
+      was, and B's login and logout cancel out. Chains merge the same way:
+      A -> X, X -> B, B -> Y is A -> Y. Swaps move leases without changing
+      any count, so nothing between them can depend on B's lease; and spare
+      ids are known to this worker alone.
 
     Returns the operations to send and, per change, the position of the
     operation whose result is its own, or None for a change that cancelled
@@ -797,33 +800,52 @@ def _coalesce(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int
     """
     operations: list[_LeaseChange | None] = []
     slots: list[int | None] = []
-    into_spare: dict[str, int] = {}  # spare id -> its swap's position in operations
-    admitted: dict[str, list[int]] = {}  # session id -> its changes' numbers in ``slots``
+    arrived: dict[str, int] = {}  # id -> position of the operation that gave it its slot
+    extras: dict[str, list[int]] = {}  # session -> its other changes (numbers in ``slots``)
+    gone: set[str] = set()  # sessions merged away: their user leases' releases follow
+
+    def cancel(numbers: list[int]) -> None:
+        for number in numbers:
+            position = slots[number]
+            assert position is not None
+            operations[position] = slots[number] = None
+
     for change in changes:
         session_id = change.session_id
+        number = len(slots)
+        if session_id in gone:
+            slots.append(None)
+            continue
         if isinstance(change, _Swap):
-            admitted.pop(session_id, None)  # its leases move on: they must reach Redis
-            slot = into_spare.pop(session_id, None)
-            if slot is not None:
-                first = operations[slot]
-                assert isinstance(first, _Swap)
-                operations[slot] = _Swap(first.session_id, change.new_id, change.ip)
-                slots.append(slot)
+            position = arrived.pop(session_id, None)
+            first = None if position is None else operations[position]
+            if position is not None and isinstance(first, _Swap):
+                cancel(extras.pop(session_id, []))
+                if not session_id.startswith(SPARE_PREFIX):
+                    gone.add(session_id)
+                operations[position] = _Swap(first.session_id, change.new_id, change.ip)
+                slots.append(position)
+                arrived[change.new_id] = position
+                extras[change.new_id] = []
                 continue
-            if change.new_id.startswith(SPARE_PREFIX):
-                into_spare[change.new_id] = len(operations)
+            extras.pop(session_id, None)
+            arrived[change.new_id] = len(operations)
+            extras[change.new_id] = []
         elif isinstance(change, _Admit):
             if not session_id.startswith(SPARE_PREFIX):  # a spare's answer is read
-                admitted[session_id] = [len(slots)]
-        elif session_id in admitted:
+                arrived[session_id] = len(operations)
+                extras[session_id] = [number]
+        elif session_id in extras:
             if isinstance(change, _Release) and change.ip is not None:
-                for number in admitted.pop(session_id):
-                    position = slots[number]
-                    assert position is not None
-                    operations[position] = slots[number] = None
-                slots.append(None)
-                continue
-            admitted[session_id].append(len(slots))
+                # A full release: only an admission's extras hold the admission.
+                arrival = extras.pop(session_id)
+                position = arrived.pop(session_id)
+                if isinstance(operations[position], _Admit):
+                    cancel(arrival)
+                    slots.append(None)
+                    continue
+            else:
+                extras[session_id].append(number)
         slots.append(len(operations))
         operations.append(change)
     return _compact(operations, slots)
