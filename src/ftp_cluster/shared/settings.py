@@ -73,7 +73,7 @@ class RedisSettings:
     )
     lease_ttl: float = _setting(15.0, "seconds a vanished host's connection leases live")
     spare_slots: int = _setting(
-        32, "connection slots a worker may hold ahead of need while far below the caps; 0: none"
+        256, "connection slots a worker may hold ahead of need while far below the caps; 0: none"
     )
 
 
