@@ -14,7 +14,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ftp_cluster.shared.limits.base import (
     BackendStats,
@@ -37,8 +37,7 @@ def local_chunk_size(rate: int) -> int:
     return min(_MAX_CHUNK, max(_MIN_CHUNK, int(rate * _CHUNK_SECONDS)))
 
 
-@dataclass(frozen=True, slots=True)
-class Holding:
+class Holding(NamedTuple):
     """The slots one session holds: ``ip`` once admitted, ``user`` once logged in."""
 
     session_id: str

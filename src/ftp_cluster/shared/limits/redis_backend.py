@@ -51,8 +51,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import redis
 import redis.asyncio
@@ -119,32 +118,31 @@ _FAILURES: tuple[type[BaseException], ...] = (
 
 _ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
 
+# Lease changes are named tuples, not frozen dataclasses: a session makes
+# three or four of them, and a four-field tuple is made in half the time.
 
-@dataclass(frozen=True, slots=True)
-class _Admit:
+
+class _Admit(NamedTuple):
     session_id: str
     ip: str
     server_cap: int
     ip_cap: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Login:
+class _Login(NamedTuple):
     session_id: str
     user: str
     cap: int
     previous: str | None  # the user the session was logged in as
 
 
-@dataclass(frozen=True, slots=True)
-class _Release:
+class _Release(NamedTuple):
     session_id: str
     ip: str | None  # None: keep the connection leases (logout)
     user: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Swap:
+class _Swap(NamedTuple):
     session_id: str  # gives its connection leases to
     new_id: str  # (one of them a spare slot's id)
     ip: str

@@ -27,7 +27,7 @@ which sessions stand on one. :mod:`.redis_backend` moves them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SPARE_PREFIX", "Spare", "SparePool"]
 
@@ -37,8 +37,7 @@ SPARE_PREFIX = "~"
 CAP_SHARE = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Spare:
+class Spare(NamedTuple):
     """One slot held in the server's and ``ip``'s counts under ``spare_id``."""
 
     spare_id: str
