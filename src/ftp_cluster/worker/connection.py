@@ -63,7 +63,6 @@ class ControlConnection(asyncio.Protocol):
         "_busy",
         "_discarding",
         "_fs",
-        "_idle_timer",
         "_last_activity",
         "_local_host",
         "_passive",
@@ -98,7 +97,6 @@ class ControlConnection(asyncio.Protocol):
         self._passive: PassiveListener | None = None
         self._buckets: ConnectionBuckets | None = None
         self._fs: UserFileSystem | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = time.monotonic()
         self._peer = ""
         self._local_host = ""
@@ -134,11 +132,6 @@ class ControlConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connections.discard(self)
-        if self._idle_timer is not None:
-            # The timer holds this connection: uncancelled, every closed session
-            # would stay in memory until its idle timeout (minutes) ran out.
-            self._idle_timer.cancel()
-            self._idle_timer = None
         if self._passive is not None:
             self._passive.close()
         if self._transfer is not None:
@@ -174,7 +167,6 @@ class ControlConnection(asyncio.Protocol):
             return
         self.session = Session(ctx.options, self._peer)
         self._write(self.session.greeting())
-        self._schedule_idle_check()
         self._process()
 
     def shutdown(self) -> None:
@@ -279,28 +271,18 @@ class ControlConnection(asyncio.Protocol):
         if self._transport is not None and not self.closing:
             self._transport.write(reply.encode())
 
-    # -- idle timeout -------------------------------------------------------
+    # -- idle timeout -----------------------------------------------------
 
-    def _schedule_idle_check(self, delay: float | None = None) -> None:
-        timeout = self.ctx.settings.idle_timeout
-        if timeout is not None and not self.closing:
-            self._idle_timer = asyncio.get_running_loop().call_later(
-                timeout if delay is None else delay, self._idle_check
-            )
+    def expire_if_idle(self, now: float, timeout: float) -> None:
+        """Close with 421 if idle for ``timeout`` seconds (see :mod:`.idle`).
 
-    def _idle_check(self) -> None:
-        # One timer per session, re-armed lazily: cheaper than a cancel and
-        # a new timer for every command.
-        self._idle_timer = None
-        if self.closing:
+        A running request (a long transfer) is not idleness; a session still
+        waiting for admission has no session yet to time out.
+        """
+        if self.session is None or self._busy or self.closing:
             return
-        timeout = self.ctx.settings.idle_timeout
-        assert timeout is not None
-        idle_for = time.monotonic() - self._last_activity
-        if self._busy or idle_for < timeout:
-            self._schedule_idle_check(timeout if self._busy else timeout - idle_for)
-            return
-        self._close(Reply.of(421, "idle timeout, closing control connection"))
+        if now - self._last_activity >= timeout:
+            self._close(Reply.of(421, "idle timeout, closing control connection"))
 
     # -- requests -----------------------------------------------------------
 

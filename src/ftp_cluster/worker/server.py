@@ -27,6 +27,7 @@ from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import PortPool
+from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
@@ -106,6 +107,10 @@ class Server:
             ),
         )
         self._servers: list[asyncio.AbstractServer] = []
+        timeout = self.settings.idle_timeout
+        self._idle: IdleSweeper | None = None
+        if timeout is not None:
+            self._idle = IdleSweeper(lambda: self._ctx.connections, timeout)
         self._started = time.time()
         self._closed = asyncio.Event()
 
@@ -153,6 +158,8 @@ class Server:
                 lambda: ControlConnection(self._ctx), sock=sock, backlog=_BACKLOG
             )
             self._servers.append(server)
+        if self._idle is not None:
+            self._idle.start()
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -183,6 +190,8 @@ class Server:
         self._ctx.draining = True
         for connection in list(self._ctx.connections):
             connection.abort()
+        if self._idle is not None:
+            self._idle.stop()
         self._closed.set()
 
     async def wait_closed(self) -> None:
