@@ -33,6 +33,7 @@ _FULL: dict[str, Any] = {
     "churn_clients": 64,
     "duration": 10.0,
     "repeat": 5,
+    "repeat_many": 3,
     "throttle_rate": "16MiB",
     "servers": ",".join(SERVER_NAMES),
     "workers": "1,2,4",
@@ -45,6 +46,7 @@ _QUICK: dict[str, Any] = {
     "churn_clients": 8,
     "duration": 1.0,
     "repeat": 1,
+    "repeat_many": 1,
     "throttle_rate": "4MiB",
     "servers": "ftp-cluster,pyftpdlib",
     "workers": "2",
@@ -105,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         help=f"runs of each single-stream scenario (default {_FULL['repeat']})",
+    )
+    add(
+        "--repeat-many",
+        type=int,
+        help=f"runs of each N x RETR/STOR scenario, median reported "
+        f"(default {_FULL['repeat_many']})",
     )
     add("--servers", metavar="NAME[,...]", help=f"servers to run (default {_FULL['servers']})")
     add(
@@ -179,6 +187,7 @@ def parse_options(argv: list[str] | None = None) -> tuple[Options, bool]:
         churn_clients=pick("churn_clients"),
         duration=pick("duration"),
         repeat=max(1, pick("repeat")),
+        repeat_many=max(1, pick("repeat_many")),
         client_procs=max(1, args.client_procs),
         throttle_rate=parse_size(pick("throttle_rate")),
         throttle_streams=8,

@@ -64,6 +64,7 @@ class Settings:
     churn_clients: int
     duration: float
     repeat: int
+    repeat_many: int  # runs of scenarios 4 and 5; the median counts
     client_procs: int
     throttle_rate: int
     throttle_streams: int
