@@ -317,11 +317,22 @@ def _confine(root: PurePosixPath, path: PurePosixPath) -> PurePosixPath:
     # realpath resolves every existing component and keeps a missing tail as
     # spelled (it has no "..", see above): that is the deepest existing
     # ancestor resolved, plus the names still to be created.
-    real_root = os.path.realpath(root)
+    real_root = _real_root(str(root))
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip("/") + "/"):
         raise PathIOError.outside_root(path)
     return path
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_root(root: str) -> str:
+    """``root`` resolved once per process: a stat per component, per call, saved.
+
+    Should a root be moved later (a symlink in it pointed elsewhere), paths
+    then resolve outside the root resolved here and are refused: it fails
+    closed until the workers restart (``ftp-cluster reload``).
+    """
+    return os.path.realpath(root)
 
 
 def _file_info(name: str, status: os.stat_result, is_link: bool) -> FileInfo:
