@@ -96,6 +96,8 @@ class PassiveListener:
 
     async def connection(self, timeout: float | None) -> socket.socket:
         """The client's data connection; raises TimeoutError if it does not come."""
+        if self._task.done():  # the usual case: the client connected before RETR
+            return self._task.result()
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._task)
 
