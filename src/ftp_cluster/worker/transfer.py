@@ -48,10 +48,18 @@ class Counters:
     bytes_read: int = 0
     bytes_written: int = 0
     sending: int = 0  # downloads in sendfile now
+    _turn: int = _TURN_SHARED
 
     def turn(self) -> int:
         """Bytes a sendfile download may send per readiness event now."""
-        return max(_TURN_LEAST, _TURN_SHARED // max(1, self.sending))
+        # Asked on every readiness event of every download: worked out when
+        # a download starts or ends, not here.
+        return self._turn
+
+    def sends(self, change: int) -> None:
+        """A sendfile download started (+1) or ended (-1)."""
+        self.sending += change
+        self._turn = max(_TURN_LEAST, _TURN_SHARED // max(1, self.sending))
 
 
 class _Watchdog:
@@ -189,7 +197,7 @@ class TransferJob:
         offset = self.request.offset
         throttle = self.throttle
         counters = self.counters
-        counters.sending += 1
+        counters.sends(+1)
         try:
             while True:
                 count = throttle.chunk
@@ -208,7 +216,7 @@ class TransferJob:
                 if sent < count:
                     return
         finally:
-            counters.sending -= 1
+            counters.sends(-1)
 
     async def _download_buffered(self, sock: socket.socket, download: Download) -> None:
         loop = asyncio.get_running_loop()
