@@ -271,7 +271,7 @@ class ControlConnection(asyncio.Protocol):
         if self._transport is not None and not self.closing:
             self._transport.write(reply.encode())
 
-    # -- idle timeout -----------------------------------------------------
+    # -- idle timeout -------------------------------------------------------
 
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close with 421 if idle for ``timeout`` seconds (see :mod:`.idle`).

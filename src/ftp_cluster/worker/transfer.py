@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ftp_cluster.worker import sockio
@@ -48,7 +48,7 @@ class Counters:
     bytes_read: int = 0
     bytes_written: int = 0
     sending: int = 0  # downloads in sendfile now
-    _turn: int = _TURN_SHARED
+    _turn: int = field(default=_TURN_SHARED, init=False, repr=False)
 
     def turn(self) -> int:
         """Bytes a sendfile download may send per readiness event now."""
