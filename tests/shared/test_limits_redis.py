@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
@@ -51,6 +51,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> fl
             pytest.fail(f"condition not met within {timeout} s")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+@asynccontextmanager
+async def started(
+    server: RedisServer, namespace: str, worker_id: str = "w"
+) -> AsyncIterator[RedisLimits]:
+    """A started backend, closed on the way out."""
+    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id)
+    await limits.start()
+    try:
+        yield limits
+    finally:
+        await limits.close()
 
 
 async def free_slots(limits: RedisLimits, caps: ConnectionCaps, ip: str = FOREIGN) -> int:
@@ -479,9 +492,7 @@ def test_sessions_that_come_and_go_within_one_batch_cost_no_call(
     """Uncapped sessions that ended before their admission was sent never reach Redis."""
 
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace) as limits:
             assert await limits.admit("stays", IP, NO_CAPS) is None
             assert await limits.login("stays", "alice", None) is None
             await limits.settled()
@@ -502,8 +513,6 @@ def test_sessions_that_come_and_go_within_one_batch_cost_no_call(
             await limits.release("late")
             await limits.settled()
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 1
-        finally:
-            await limits.close()
         assert redis_server.client().keys(f"{redis_namespace}:*") == []
 
     run(main())
@@ -515,17 +524,13 @@ def test_a_large_batch_goes_in_script_calls_of_bounded_length(
     """300 admissions queued at once: two calls (256 + 44), every lease in place."""
 
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace) as limits:
             before = limits.stats().commands_sent
             for n in range(300):
                 assert await limits.admit(f"s{n}", IP, NO_CAPS) is None
             await limits.settled()
             assert limits.stats().commands_sent - before == 2
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 300
-        finally:
-            await limits.close()
 
     run(main())
 
