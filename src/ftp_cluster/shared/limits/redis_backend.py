@@ -853,15 +853,13 @@ def _compact(
     operations: list[_LeaseChange | None], slots: list[int | None]
 ) -> tuple[list[_LeaseChange], list[int | None]]:
     """Drop the operations that cancelled out (None), and renumber the slots."""
-    if None not in operations:
-        return [op for op in operations if op is not None], slots
     kept: list[_LeaseChange] = []
-    moved: dict[int, int] = {}
-    for position, operation in enumerate(operations):
+    renumbered: list[int] = []  # old position -> new position
+    for operation in operations:
+        renumbered.append(len(kept))
         if operation is not None:
-            moved[position] = len(kept)
             kept.append(operation)
-    return kept, [None if slot is None else moved[slot] for slot in slots]
+    return kept, [None if slot is None else renumbered[slot] for slot in slots]
 
 
 def _half(cap: int) -> int:
