@@ -47,6 +47,7 @@ __all__ = [
     "try_login",
     "usable",
     "wait_cluster_sessions",
+    "wait_worker_figures",
     "wait_worker_sessions",
 ]
 
@@ -232,13 +233,27 @@ class Download:
 
 def wait_worker_sessions(cluster: Cluster, total: int, timeout: float = 5.0) -> dict[int, int]:
     """Sessions per worker pid, once the heartbeats add up to ``total``."""
+    return wait_worker_figures(cluster, "sessions", total, timeout)
+
+
+def wait_worker_figures(
+    cluster: Cluster, figure: str, total: int, timeout: float = 5.0
+) -> dict[int, int]:
+    """A heartbeat figure (``sessions``, ``accepted``, ...) per worker pid, once
+    the workers' figures add up to ``total``."""
 
     def per_worker() -> dict[int, int] | None:
         workers = cluster.status()["workers"]
-        counts = {int(w["pid"]): int(w["sessions"]) for w in workers}
+        counts = {int(w["pid"]): int(w[figure]) for w in workers}
         return counts if sum(counts.values()) == total else None
 
-    found: dict[int, int] = wait_for(per_worker, timeout, STATUS_INTERVAL)
+    try:
+        found: dict[int, int] = wait_for(per_worker, timeout, STATUS_INTERVAL)
+    except AssertionError:
+        workers = cluster.status()["workers"]
+        raise AssertionError(
+            f"workers' {figure} are {[w[figure] for w in workers]}, not {total} in all"
+        ) from None
     return found
 
 

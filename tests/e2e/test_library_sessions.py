@@ -259,6 +259,9 @@ def test_server_and_ip_limits_are_421_and_user_limit_530(run_server: ServerFacto
     second = running.client("anonymous")
     with pytest.raises(ftplib.error_temp, match="421"):
         running.client(user="")
+    # A refusal at login is an accepted connection; only the 421 was refused.
+    stats = running.server.stats()
+    assert (stats.accepted, stats.refused) == (4, 1)
     first.quit()
     second.quit()
 

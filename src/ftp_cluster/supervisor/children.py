@@ -38,6 +38,8 @@ QUICK_EXIT = 1.0
 _LOOP_THRESHOLD = 5
 _MAX_BACKOFF = 30.0
 _MAX_LINE = 64 * 1024
+# Figures a heartbeat carries: live sessions, then totals since the worker started.
+_HEARTBEAT_FIGURES = ("sessions", "bytes_read", "bytes_written", "accepted", "refused")
 
 
 @dataclass(eq=False)
@@ -106,7 +108,7 @@ class WorkerHandle:
         elif event == "draining":
             self.draining = True
         elif event == "heartbeat":
-            for key in ("sessions", "bytes_read", "bytes_written"):
+            for key in _HEARTBEAT_FIGURES:
                 value = message.get(key)
                 if isinstance(value, int):
                     self.stats[key] = value
@@ -129,6 +131,8 @@ class WorkerHandle:
             "sessions": self.stats.get("sessions", 0),
             "bytes_read": self.stats.get("bytes_read", 0),
             "bytes_written": self.stats.get("bytes_written", 0),
+            "accepted": self.stats.get("accepted", 0),
+            "refused": self.stats.get("refused", 0),
             "heartbeat_age": round(time.monotonic() - self.last_seen, 3),
         }
 

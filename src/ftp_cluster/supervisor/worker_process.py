@@ -217,6 +217,8 @@ class _Worker:
                         "sessions": stats.sessions,
                         "bytes_read": stats.bytes_read,
                         "bytes_written": stats.bytes_written,
+                        "accepted": stats.accepted,
+                        "refused": stats.refused,
                         "time": time.time(),
                     }
                 )

@@ -163,6 +163,7 @@ class ControlConnection(asyncio.Protocol):
             self._spawn_release()
             return
         if refusal is not None:
+            ctx.refused += 1
             self._close(Reply.of(421, refusal.value))
             return
         self.session = Session(ctx.options, self._peer)

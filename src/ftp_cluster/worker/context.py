@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -41,10 +40,13 @@ class WorkerContext:
     connections: set[ControlConnection] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
-    _ids: itertools.count[int] = field(default_factory=itertools.count)
+    accepted: int = 0  # connections since start; numbers the sessions
+    refused: int = 0  # connections turned away by a connection limit
 
     def next_session_id(self) -> str:
-        return str(next(self._ids))
+        session_id = str(self.accepted)
+        self.accepted += 1
+        return session_id
 
     def root_for(self, user: User) -> PurePosixPath:
         return self.roots[user.key]

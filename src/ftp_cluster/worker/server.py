@@ -41,10 +41,14 @@ _BACKLOG = 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerStats:
+    """What :meth:`Server.stats` reports: live sessions and totals since start."""
+
     sessions: int
     bytes_read: int
     bytes_written: int
     started: float
+    accepted: int = 0  # control connections accepted
+    refused: int = 0  # of those, turned away (421) by a connection limit
 
 
 def _settings(base: ServerSettings | None, options: dict[str, Any]) -> ServerSettings:
@@ -212,4 +216,6 @@ class Server:
             bytes_read=counters.bytes_read,
             bytes_written=counters.bytes_written,
             started=self._started,
+            accepted=self._ctx.accepted,
+            refused=self._ctx.refused,
         )
