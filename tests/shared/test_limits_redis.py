@@ -742,6 +742,30 @@ def test_lease_operations_are_safe_to_repeat(
     assert client.hlen(index) == 0
 
 
+def test_uncapped_operations_repeat_safely_and_look_nothing_up(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    """With no cap there is nothing to check: no lookup, and a repeat still counts once."""
+    client = redis_server.client()
+    index, server = f"{redis_namespace}:worker:w", f"{redis_namespace}:conn:server"
+    ip_key, user_key = f"{redis_namespace}:conn:ip:{IP}", f"{redis_namespace}:conn:user:alice"
+    keys = [index, server, ip_key, user_key]
+
+    def lookups() -> int:
+        stats: dict[str, dict[str, int]] = client.info("commandstats")
+        return stats.get("cmdstat_zscore", {}).get("calls", 0)
+
+    before = lookups()
+    admit_login = ("a", "1", 3, IP, -1, -1, "l", "1", 4, "alice", -1, 0)
+    for _ in range(2):
+        result = client.eval(LEASES.source, len(keys), *keys, "w", 60_000, *admit_login)
+        assert [int(item) for item in result] == [0, 0]
+    assert lookups() == before
+    assert client.zcard(server) == client.zcard(ip_key) == client.zcard(user_key) == 1
+    client.eval(LEASES.source, len(keys), *keys, "w", 60_000, "r", "1", 3, 4)
+    assert client.zcard(server) == client.zcard(user_key) == client.hlen(index) == 0
+
+
 # -- bandwidth --------------------------------------------------------------------
 
 

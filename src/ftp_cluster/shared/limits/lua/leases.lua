@@ -93,7 +93,9 @@ local function index_drop(field)
 end
 
 local function admit(sid, member, ip_key, ip, server_cap, ip_cap)
-    if not redis.call('ZSCORE', server, member) then
+    -- Without a cap there is nothing to check, so no lookup either: most
+    -- sessions of a cluster without connection limits come this way.
+    if (server_cap >= 0 or ip_cap >= 0) and not redis.call('ZSCORE', server, member) then
         if full(server, server_cap) then
             return 1
         end
@@ -111,7 +113,7 @@ local function login(sid, member, user_key, user, cap, previous_key)
     local field = 'u:' .. sid
     -- A login sent again finds its lease held; logging in again as the
     -- previous user is counted anew, as in LocalLimits.
-    local held = previous_key ~= user_key and redis.call('ZSCORE', user_key, member)
+    local held = cap < 0 or previous_key ~= user_key and redis.call('ZSCORE', user_key, member)
     if previous_key then
         drop(previous_key, member)
         index_drop(field)
