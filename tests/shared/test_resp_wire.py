@@ -10,7 +10,12 @@ import pytest
 import redis.exceptions
 import uvloop
 
-from ftp_cluster.shared.limits.redis_connection import CommandBuffer, CommandChannel, async_client
+from ftp_cluster.shared.limits.redis_connection import (
+    CommandBuffer,
+    CommandChannel,
+    async_client,
+    bulk,
+)
 from ftp_cluster.shared.limits.resp_wire import RespWire
 from tests.conftest import RedisServer
 
@@ -51,6 +56,15 @@ def test_replies_in_order_and_of_any_size(redis_server: RedisServer, address: st
         big = "x" * (3 * 1024 * 1024)  # arrives in many pieces
         assert await channel.call(CommandBuffer("ECHO", big)) == big.encode()
         assert await channel.call(CommandBuffer("RPUSH", "wire-list", 1, 2)) >= 2
+        # Arguments packed beforehand, several in one piece, as lease batches are.
+        command = CommandBuffer("RPUSH", "wire-packed")
+        command.add(bulk("é") + bulk(-1) + bulk(70000), 3)
+        assert await channel.call(command) == 3
+        assert await channel.call(CommandBuffer("LPOP", "wire-packed", 3)) == [
+            "é".encode(),
+            b"-1",
+            b"70000",
+        ]
 
     on_channel(url, scenario)
 

@@ -72,6 +72,7 @@ from ftp_cluster.shared.limits.redis_connection import (
     CommandBuffer,
     CommandChannel,
     async_client,
+    bulk,
     redact,
 )
 from ftp_cluster.shared.limits.redis_schema import (
@@ -117,6 +118,10 @@ _FAILURES: tuple[type[BaseException], ...] = (
 
 
 _ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
+
+# Operation codes of lua/leases.lua, and its "no key" position, packed.
+_OP_ADMIT, _OP_LOGIN, _OP_SWAP, _OP_RELEASE = (bulk(code) for code in "alsr")
+_NONE = bulk(0)
 
 # Lease changes are named tuples, not frozen dataclasses: a session makes
 # three or four of them, and a four-field tuple is made in half the time.
@@ -491,45 +496,42 @@ class RedisLimits(LimitsBackend):
 
     async def _send_operations(self, changes: list[_LeaseChange]) -> list[int]:
         keys = [self._keys.index, self._keys.server]
-        positions: dict[str, int] = {}
+        # Per address or user named in the call: its key's position alone
+        # (for a release), and the position with the name (admit, login, swap).
+        places: dict[str, tuple[bytes, bytes]] = {}
 
-        def position(key: str) -> int:
-            found = positions.get(key)
+        def place(key: str, name: str) -> tuple[bytes, bytes]:
+            found = places.get(key)
             if found is None:
                 keys.append(key)
-                found = positions[key] = len(keys)
+                position = bulk(len(keys))
+                found = places[key] = (position, position + bulk(name))
             return found
 
         args = CommandBuffer(self._worker_id, self._ttl_ms)
-        text, number = args.text, args.number
+        add = args.add
+        # Each operation goes in as one piece, in the layout of lua/leases.lua:
+        # packing a batch argument by argument cost a worker ~3 us per change.
         for change in changes:
-            # The layout is that of lua/leases.lua.
             if isinstance(change, _Admit):
-                text("a")
-                text(change.session_id)
-                number(position(self._keys.ip(change.ip)))
-                text(change.ip)
-                number(change.server_cap)
-                number(change.ip_cap)
+                ip = place(self._keys.ip(change.ip), change.ip)[1]
+                caps = bulk(change.server_cap) + bulk(change.ip_cap)
+                add(_OP_ADMIT + bulk(change.session_id) + ip + caps, 6)
             elif isinstance(change, _Login):
-                text("l")
-                text(change.session_id)
-                number(position(self._keys.user(change.user)))
-                text(change.user)
-                number(change.cap)
-                previous = change.previous
-                number(0 if previous is None else position(self._keys.user(previous)))
+                user = place(self._keys.user(change.user), change.user)[1]
+                previous = _NONE
+                if change.previous is not None:
+                    previous = place(self._keys.user(change.previous), change.previous)[0]
+                add(_OP_LOGIN + bulk(change.session_id) + user + bulk(change.cap) + previous, 6)
             elif isinstance(change, _Swap):
-                text("s")
-                text(change.session_id)
-                text(change.new_id)
-                number(position(self._keys.ip(change.ip)))
-                text(change.ip)
+                ip = place(self._keys.ip(change.ip), change.ip)[1]
+                add(_OP_SWAP + bulk(change.session_id) + bulk(change.new_id) + ip, 5)
             else:
-                text("r")
-                text(change.session_id)
-                number(0 if change.ip is None else position(self._keys.ip(change.ip)))
-                number(0 if change.user is None else position(self._keys.user(change.user)))
+                ip = _NONE if change.ip is None else place(self._keys.ip(change.ip), change.ip)[0]
+                user = _NONE
+                if change.user is not None:
+                    user = place(self._keys.user(change.user), change.user)[0]
+                add(_OP_RELEASE + bulk(change.session_id) + ip + user, 4)
         results = await self._eval_packed(LEASES, keys, args)
         return [int(result) for result in results]
 

@@ -50,6 +50,7 @@ __all__ = [
     "SentinelURL",
     "SyncRedis",
     "async_client",
+    "bulk",
     "parse_sentinel_url",
     "redact",
     "sync_client",
@@ -221,37 +222,41 @@ def sync_client(url: str, *, timeout: float) -> SyncRedis:
     return SyncRedis(master, list(manager.sentinels))
 
 
+def bulk(value: str | int) -> bytes:
+    """``value`` as one packed argument (a RESP bulk string)."""
+    if isinstance(value, int):
+        return _number(value)
+    data = value.encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+# Small numbers (key positions, caps, TTLs) recur in every command.
+_NUMBERS: dict[int, bytes] = {}
+
+
+def _number(value: int) -> bytes:
+    packed = _NUMBERS.get(value)
+    if packed is None:
+        digits = b"%d" % value
+        packed = b"$%d\r\n%b\r\n" % (len(digits), digits)
+        if len(_NUMBERS) < 4096:
+            _NUMBERS[value] = packed
+    return packed
+
+
 class CommandBuffer:
     """One Redis command packed into the protocol (RESP) argument by argument."""
 
     __slots__ = ("_count", "_parts")
 
-    # Small numbers (key positions, caps, TTLs) recur in every command.
-    _numbers: dict[int, bytes] = {}  # noqa: RUF012 - a shared cache, on purpose
-
     def __init__(self, *args: str | int) -> None:
-        self._parts: list[bytes] = []
-        self._count = 0
-        for arg in args:
-            if isinstance(arg, int):
-                self.number(arg)
-            else:
-                self.text(arg)
+        self._parts: list[bytes] = [bulk(arg) for arg in args]
+        self._count = len(args)
 
-    def text(self, value: str) -> None:
-        data = value.encode()
-        self._parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        self._count += 1
-
-    def number(self, value: int) -> None:
-        packed = self._numbers.get(value)
-        if packed is None:
-            digits = b"%d" % value
-            packed = b"$%d\r\n%b\r\n" % (len(digits), digits)
-            if len(self._numbers) < 4096:
-                self._numbers[value] = packed
+    def add(self, packed: bytes, count: int) -> None:
+        """Append ``count`` arguments packed beforehand (with :func:`bulk`)."""
         self._parts.append(packed)
-        self._count += 1
+        self._count += count
 
     def extend(self, other: CommandBuffer) -> None:
         """Append the arguments of ``other``."""
