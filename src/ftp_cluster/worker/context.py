@@ -41,7 +41,7 @@ class WorkerContext:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions
-    refused: int = 0  # connections turned away by a connection limit
+    refused: int = 0  # connections refused admission (421): a limit, or Redis down
 
     def next_session_id(self) -> str:
         session_id = str(self.accepted)

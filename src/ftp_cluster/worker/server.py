@@ -48,7 +48,7 @@ class ServerStats:
     bytes_written: int
     started: float
     accepted: int = 0  # control connections accepted
-    refused: int = 0  # of those, turned away (421) by a connection limit
+    refused: int = 0  # of those, refused admission (421): a limit, or Redis down
 
 
 def _settings(base: ServerSettings | None, options: dict[str, Any]) -> ServerSettings:
