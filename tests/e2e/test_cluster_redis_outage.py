@@ -30,6 +30,7 @@ from tests.e2e.cluster import (
     stop_cleanly,
     try_login,
     wait_cluster_sessions,
+    wait_worker_figures,
     wait_worker_sessions,
 )
 from tests.supervisor.conftest import StartCluster
@@ -115,6 +116,8 @@ def test_fail_closed_refuses_new_sessions_and_keeps_running_ones(
     kill(redis)
     refused = refused_until_every_worker_noticed(cluster, 2)
     assert set(refused) == {"421 service temporarily unavailable"}, refused
+    # status counts them, each by the worker that refused it.
+    wait_worker_figures(cluster, "refused", len(refused))
     # Running sessions go on: listings, throttled downloads, even a login.
     listing: list[str] = []
     assert working.retrlines("LIST", listing.append)[:3] == "226"
