@@ -40,6 +40,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	bench/install-peers.sh
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP)
