@@ -22,13 +22,7 @@ import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import (
-    RedisLimits,
-    _Admit,
-    _coalesce,
-    _Login,
-    _Release,
-)
+from ftp_cluster.shared.limits.redis_backend import RedisLimits
 from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
 from ftp_cluster.shared.limits.redis_schema import LEASES, SCRIPTS
 from tests.conftest import RedisServer
@@ -169,13 +163,7 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
 _DOOMED_WORKER = """
 import asyncio, sys
 from ftp_cluster.shared.limits.base import ConnectionCaps
-from ftp_cluster.shared.limits.redis_backend import (
-    RedisLimits,
-    _Admit,
-    _coalesce,
-    _Login,
-    _Release,
-)
+from ftp_cluster.shared.limits.redis_backend import RedisLimits
 
 async def main(url, namespace, worker_id, sessions, ttl):
     limits = RedisLimits(url, namespace=namespace, worker_id=worker_id, lease_ttl=float(ttl))
@@ -533,23 +521,6 @@ def test_a_large_batch_goes_in_script_calls_of_bounded_length(
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 300
 
     run(main())
-
-
-def test_a_session_admitted_and_released_in_one_batch_cancels_out() -> None:
-    changes: list[_Admit | _Login | _Release] = [
-        _Admit("a", IP, -1, -1),
-        _Admit("b", IP, -1, -1),
-        _Login("a", "alice", -1, None),
-        _Release("x", IP, None),  # admitted in an earlier batch: sent
-        _Release("a", None, "alice"),  # a logout keeps the session
-        _Login("b", "bob", -1, None),
-        _Release("a", IP, None),
-        _Admit("~1", IP, 5, 5),  # a spare's answer is read: sent
-        _Release("~1", IP, None),
-    ]
-    operations, slots = _coalesce([*changes])
-    assert operations == [changes[1], changes[3], changes[5], changes[7], changes[8]]
-    assert slots == [None, 0, None, 1, None, 2, None, 3, 4]
 
 
 def test_an_uncapped_change_that_fails_starts_the_outage(

@@ -11,13 +11,7 @@ from collections.abc import Callable
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import (
-    RedisLimits,
-    _coalesce,
-    _Login,
-    _Release,
-    _Swap,
-)
+from ftp_cluster.shared.limits.redis_backend import RedisLimits
 from ftp_cluster.shared.limits.spares import Spare, SparePool
 from tests.conftest import RedisServer
 from tests.shared.test_limits_redis import eventually, free_slots, run
@@ -413,19 +407,3 @@ def test_concurrent_churn_on_spares_keeps_redis_exact(
         assert redis_server.client().keys(f"{redis_namespace}:*") == []
 
     run(main())
-
-
-def test_a_slot_passed_on_through_spares_and_short_sessions_is_one_swap() -> None:
-    changes: list[_Swap | _Release | _Login] = [
-        _Swap("a", "~1", IP),  # a leaves its slot as spare ~1
-        _Release("x", None, "alice"),
-        _Swap("~1", "b", IP),  # b takes it,
-        _Login("b", "alice", -1, None),  # logs in,
-        _Swap("~2", "c", IP),  # (c takes a spare from an earlier batch)
-        _Swap("b", "~3", IP),  # and leaves it as spare ~3
-        _Release("b", None, "alice"),
-        _Swap("c", "~4", IP),  # c arrived in this batch but did not log in
-    ]
-    operations, slots = _coalesce([*changes])
-    assert operations == [_Swap("a", "~3", IP), _Release("x", None, "alice"), _Swap("~2", "~4", IP)]
-    assert slots == [0, 1, 0, None, 2, 0, None, 2]

@@ -25,7 +25,7 @@ Such a change may also wait up to ``UNAWAITED_LINGER`` for others to share
 its call: a worker churning through uncapped sessions then calls Redis a
 few dozen times a second, not once per batch of whoever arrived together.
 A session that has come and gone by the time its batch leaves is not sent
-at all (:func:`_coalesce`). :meth:`RedisLimits.settled` waits for such
+at all (:func:`.lease_changes.coalesce`). :meth:`RedisLimits.settled` waits for such
 changes to land.
 
 Bandwidth buckets are hashes updated by one script call per :meth:`reserve`
@@ -50,8 +50,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import redis
 import redis.asyncio
@@ -66,6 +66,15 @@ from ftp_cluster.shared.limits.base import (
 )
 from ftp_cluster.shared.limits.batching import Batcher
 from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
+from ftp_cluster.shared.limits.gate import Gate
+from ftp_cluster.shared.limits.lease_changes import (
+    Admit,
+    LeaseChange,
+    Login,
+    Release,
+    Swap,
+    coalesce,
+)
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.limits.redis_connection import (
     AsyncRedis,
@@ -101,7 +110,7 @@ CHECK_INTERVAL = 1.0
 UNAWAITED_LINGER = 0.02
 
 #: Lease changes considered together: the more, the more of them cancel out
-#: (see :func:`_coalesce`); what is left goes in script calls of at most
+#: (see :func:`.lease_changes.coalesce`); what is left goes in script calls of at most
 #: ``_OPERATIONS_PER_CALL``, so that no call keeps Redis busy for long.
 _CHANGES_PER_BATCH = 1024
 _OPERATIONS_PER_CALL = 256
@@ -122,91 +131,6 @@ _ADMIT_RESULTS = {0: None, 1: Refusal.SERVER_FULL, 2: Refusal.IP_FULL}
 # Operation codes of lua/leases.lua, and its "no key" position, packed.
 _OP_ADMIT, _OP_LOGIN, _OP_SWAP, _OP_RELEASE = (bulk(code) for code in "alsr")
 _NONE = bulk(0)
-
-# Lease changes are named tuples, not frozen dataclasses: a session makes
-# three or four of them, and a four-field tuple is made in half the time.
-
-
-class _Admit(NamedTuple):
-    session_id: str
-    ip: str
-    server_cap: int
-    ip_cap: int
-
-
-class _Login(NamedTuple):
-    session_id: str
-    user: str
-    cap: int
-    previous: str | None  # the user the session was logged in as
-
-
-class _Release(NamedTuple):
-    session_id: str
-    ip: str | None  # None: keep the connection leases (logout)
-    user: str | None
-
-
-class _Swap(NamedTuple):
-    session_id: str  # gives its connection leases to
-    new_id: str  # (one of them a spare slot's id)
-    ip: str
-
-
-_LeaseChange = _Admit | _Login | _Release | _Swap
-
-
-class _Gate:
-    """Lease changes run concurrently with each other; a refresh runs alone.
-
-    A refresh rewrites the worker's whole lease set from a snapshot, so a
-    lease change racing it could be undone. A waiting refresh goes first, so
-    a steady stream of logins cannot starve it. Only the backend's one
-    background task asks for exclusive access, so there is never more than
-    one refresh waiting. Entering shared access costs no await unless a
-    refresh is waiting or running: it happens for every session.
-    """
-
-    def __init__(self) -> None:
-        self._active = 0
-        self._exclusive = False  # requested or held
-        self._open = asyncio.Event()
-        self._open.set()
-        self._idle = asyncio.Event()
-
-    async def __aenter__(self) -> None:
-        """Shared access (``async with gate:``); a plain method pair, no generator."""
-        while self._exclusive:
-            await self._open.wait()
-        self._active += 1
-
-    async def __aexit__(self, *_: object) -> None:
-        self.leave()
-
-    def hold(self) -> None:
-        """One more shared holder, from inside shared access; :meth:`leave` ends it.
-
-        For work that outlives the ``async with`` block it was started in.
-        """
-        self._active += 1
-
-    def leave(self, holders: int = 1) -> None:
-        self._active -= holders
-        if self._exclusive and not self._active:
-            self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        self._exclusive = True
-        self._open.clear()
-        try:
-            while self._active:
-                self._idle.clear()
-                await self._idle.wait()
-            yield
-        finally:
-            self._exclusive = False
-            self._open.set()
 
 
 class RedisLimits(LimitsBackend):
@@ -257,8 +181,8 @@ class RedisLimits(LimitsBackend):
         self._channel: CommandChannel | None = None  # for the lease batches
         self._healthy = True
         self._commands = 0
-        self._gate = _Gate()
-        self._changes: Batcher[_LeaseChange, int] = Batcher(
+        self._gate = Gate()
+        self._changes: Batcher[LeaseChange, int] = Batcher(
             self._send_changes,
             max_batch=_CHANGES_PER_BATCH,
             linger=UNAWAITED_LINGER,
@@ -339,7 +263,7 @@ class RedisLimits(LimitsBackend):
     async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
         async with self._gate:
             if self._healthy:
-                change = _Admit(session_id, ip, _cap(caps.server), _cap(caps.per_ip))
+                change = Admit(session_id, ip, _cap(caps.server), _cap(caps.per_ip))
                 if change.server_cap == change.ip_cap == _NO_CAP:
                     # Nothing Redis could answer would refuse this session, so
                     # it need not wait: its leases are still taken, to be
@@ -353,7 +277,7 @@ class RedisLimits(LimitsBackend):
                 spare = self._spares.take(session_id, ip)
                 if spare is not None:
                     # A slot Redis granted ahead of need: nothing to ask.
-                    self._send_unawaited(_Swap(spare.spare_id, session_id, ip))
+                    self._send_unawaited(Swap(spare.spare_id, session_id, ip))
                     self._uncapped.add(session_id)
                     return await self._fallback.admit(session_id, ip, _COUNT_ONLY)
                 try:
@@ -375,7 +299,7 @@ class RedisLimits(LimitsBackend):
         async with self._gate:
             if self._healthy:
                 previous = self._fallback.holding(session_id)
-                change = _Login(
+                change = Login(
                     session_id, user, _cap(maximum), None if previous is None else previous.user
                 )
                 if change.cap == _NO_CAP:
@@ -401,7 +325,7 @@ class RedisLimits(LimitsBackend):
             holding = self._fallback.holding(session_id)
             await self._fallback.logout(session_id)
             if holding is not None and holding.user is not None:
-                change = _Release(session_id, None, holding.user)
+                change = Release(session_id, None, holding.user)
                 await self._send_release(change, wait=session_id not in self._uncapped)
 
     async def release(self, session_id: str) -> None:
@@ -415,18 +339,16 @@ class RedisLimits(LimitsBackend):
             spare = self._spares.give_back(session_id, keep=self._healthy)
             if spare is None:
                 await self._send_release(
-                    _Release(session_id, holding.ip, holding.user), wait=not uncapped
+                    Release(session_id, holding.ip, holding.user), wait=not uncapped
                 )
                 return
             # A session that stood on a spare leaves its slot as a spare.
-            swap = _Swap(session_id, spare.spare_id, spare.ip)
+            swap = Swap(session_id, spare.spare_id, spare.ip)
             self._send_unawaited(swap)
             if holding.user is not None:
-                await self._send_release(
-                    _Release(session_id, None, holding.user), wait=not uncapped
-                )
+                await self._send_release(Release(session_id, None, holding.user), wait=not uncapped)
 
-    async def _admit_in_redis(self, change: _Admit) -> int:
+    async def _admit_in_redis(self, change: Admit) -> int:
         """The script's answer to ``change``, asking for spares along with it."""
         answer = self._changes.push(change)
         self._ask_for_spares(change)
@@ -436,7 +358,7 @@ class RedisLimits(LimitsBackend):
             # them back, and ask again.
             dropped = self._spares.drop_free()
             returned = [
-                self._changes.push(_Release(spare.spare_id, spare.ip, None)) for spare in dropped
+                self._changes.push(Release(spare.spare_id, spare.ip, None)) for spare in dropped
             ]
             try:
                 await asyncio.gather(*returned)
@@ -446,7 +368,7 @@ class RedisLimits(LimitsBackend):
             result = await self._changes.submit(change)
         return result
 
-    def _ask_for_spares(self, change: _Admit) -> None:
+    def _ask_for_spares(self, change: Admit) -> None:
         """Ask for spare slots after ``change``, while its counts are low.
 
         The halved caps make Redis grant them only below half of each cap
@@ -467,10 +389,10 @@ class RedisLimits(LimitsBackend):
 
     def _push_asks(self, spares: list[Spare], caps: tuple[int, int]) -> None:
         for spare in spares:
-            self._send_unawaited(_Admit(spare.spare_id, spare.ip, *caps))
+            self._send_unawaited(Admit(spare.spare_id, spare.ip, *caps))
         self._gate.leave()
 
-    async def _send_release(self, change: _Release, *, wait: bool) -> None:
+    async def _send_release(self, change: Release, *, wait: bool) -> None:
         """Free leases; ``wait=False`` when no cap counts them, so no session waits for it."""
         if self._healthy and not wait:
             self._send_unawaited(change)
@@ -486,15 +408,15 @@ class RedisLimits(LimitsBackend):
         # session that is gone must be named to it.
         self._note_offline_end(change.session_id)
 
-    async def _send_changes(self, changes: list[_LeaseChange]) -> list[int]:
+    async def _send_changes(self, changes: list[LeaseChange]) -> list[int]:
         """A batch of lease changes in as few script calls as it takes; one result each."""
-        operations, slots = _coalesce(changes)
+        operations, slots = coalesce(changes)
         results: list[int] = []
         for start in range(0, len(operations), _OPERATIONS_PER_CALL):
             results += await self._send_operations(operations[start : start + _OPERATIONS_PER_CALL])
         return [0 if slot is None else results[slot] for slot in slots]
 
-    async def _send_operations(self, changes: list[_LeaseChange]) -> list[int]:
+    async def _send_operations(self, changes: list[LeaseChange]) -> list[int]:
         keys = [self._keys.index, self._keys.server]
         # Per address or user named in the call: its key's position alone
         # (for a release), and the position with the name (admit, login, swap).
@@ -513,17 +435,17 @@ class RedisLimits(LimitsBackend):
         # Each operation goes in as one piece, in the layout of lua/leases.lua:
         # packing a batch argument by argument cost a worker ~3 us per change.
         for change in changes:
-            if isinstance(change, _Admit):
+            if isinstance(change, Admit):
                 ip = place(self._keys.ip(change.ip), change.ip)[1]
                 caps = bulk(change.server_cap) + bulk(change.ip_cap)
                 add(_OP_ADMIT + bulk(change.session_id) + ip + caps, 6)
-            elif isinstance(change, _Login):
+            elif isinstance(change, Login):
                 user = place(self._keys.user(change.user), change.user)[1]
                 previous = _NONE
                 if change.previous is not None:
                     previous = place(self._keys.user(change.previous), change.previous)[0]
                 add(_OP_LOGIN + bulk(change.session_id) + user + bulk(change.cap) + previous, 6)
-            elif isinstance(change, _Swap):
+            elif isinstance(change, Swap):
                 ip = place(self._keys.ip(change.ip), change.ip)[1]
                 add(_OP_SWAP + bulk(change.session_id) + bulk(change.new_id) + ip, 5)
             else:
@@ -535,7 +457,7 @@ class RedisLimits(LimitsBackend):
         results = await self._eval_packed(LEASES, keys, args)
         return [int(result) for result in results]
 
-    def _send_unawaited(self, change: _LeaseChange) -> None:
+    def _send_unawaited(self, change: LeaseChange) -> None:
         """Send ``change`` with the next batch; its caller goes on at once.
 
         The change holds the gate until it has run, as an awaited one does,
@@ -544,7 +466,7 @@ class RedisLimits(LimitsBackend):
         self._gate.hold()
         self._changes.post(change)
 
-    def _posted(self, changes: list[_LeaseChange], outcome: Sequence[int] | BaseException) -> None:
+    def _posted(self, changes: list[LeaseChange], outcome: Sequence[int] | BaseException) -> None:
         """The changes sent by :meth:`_send_unawaited` in one batch have run (or not)."""
         self._gate.leave(len(changes))
         if isinstance(outcome, BaseException):
@@ -552,11 +474,11 @@ class RedisLimits(LimitsBackend):
             return
         healthy = self._healthy
         for change, result in zip(changes, outcome, strict=True):
-            if isinstance(change, _Swap):
+            if isinstance(change, Swap):
                 if result and change.new_id.startswith(SPARE_PREFIX):
                     # Redis had lost the session's lease: no slot to keep.
                     self._spares.forget(Spare(change.new_id, change.ip))
-            elif isinstance(change, _Admit) and change.session_id.startswith(SPARE_PREFIX):
+            elif isinstance(change, Admit) and change.session_id.startswith(SPARE_PREFIX):
                 granted = result == 0
                 if granted and not healthy:
                     # Granted in the instant before an outage: Redis may lose it.
@@ -564,21 +486,21 @@ class RedisLimits(LimitsBackend):
                 spare = Spare(change.session_id, change.ip)
                 self._spares.answered(spare, granted=granted and healthy)
 
-    def _not_posted(self, changes: list[_LeaseChange], exc: BaseException) -> None:
+    def _not_posted(self, changes: list[LeaseChange], exc: BaseException) -> None:
         failed = isinstance(exc, _FAILURES)
         if failed:
             self._lost(exc)
         elif not isinstance(exc, asyncio.CancelledError):
             logger.error("unexpected error in a lease change", exc_info=exc)
         for change in changes:
-            if isinstance(change, _Admit) and change.session_id.startswith(SPARE_PREFIX):
+            if isinstance(change, Admit) and change.session_id.startswith(SPARE_PREFIX):
                 self._spares.answered(Spare(change.session_id, change.ip), granted=False)
                 self._ended_offline.add(change.session_id)  # it may have run
             elif failed:
                 # As for an awaited change: the mirror holds the truth, and the
                 # resync after the outage makes Redis hold it too.
                 self._note_offline_end(change.session_id)
-                if isinstance(change, _Swap):
+                if isinstance(change, Swap):
                     self._note_offline_end(change.new_id)
 
     def _note_offline_end(self, session_id: str) -> None:
@@ -695,7 +617,7 @@ class RedisLimits(LimitsBackend):
                     await self._refresh()
                 else:
                     for spare in self._spares.trim():
-                        idle = _Release(spare.spare_id, spare.ip, None)
+                        idle = Release(spare.spare_id, spare.ip, None)
                         await self._send_release(idle, wait=False)
                     continue
                 refresh_at = loop.time() + self._refresh_interval
@@ -776,92 +698,6 @@ class RedisLimits(LimitsBackend):
 
 def _cap(limit: int | None) -> int:
     return _NO_CAP if limit is None else limit
-
-
-def _coalesce(changes: list[_LeaseChange]) -> tuple[list[_LeaseChange], list[int | None]]:
-    """The operations that do what ``changes`` do, fewer where they can be.
-
-    Churn makes two patterns in which a session comes and goes within one
-    batch, and neither needs its own operations in Redis:
-
-    * Admitted, then released: its admission, logins and releases cancel out.
-      Only an unawaited admission can share a batch with its session's
-      release, and nobody reads the results of those.
-    * Standing on a spare slot: X -> B (B takes spare X), then B -> Y (B
-      leaves its slot as the new spare Y). That is X -> Y, done where X -> B
-      was, and B's login and logout cancel out. Chains merge the same way:
-      A -> X, X -> B, B -> Y is A -> Y. Swaps move leases without changing
-      any count, so nothing between them can depend on B's lease; and spare
-      ids are known to this worker alone.
-
-    Returns the operations to send and, per change, the position of the
-    operation whose result is its own, or None for a change that cancelled
-    out (its result is 0: done).
-    """
-    operations: list[_LeaseChange | None] = []
-    slots: list[int | None] = []
-    arrived: dict[str, int] = {}  # id -> position of the operation that gave it its slot
-    extras: dict[str, list[int]] = {}  # session -> its other changes (numbers in ``slots``)
-    gone: set[str] = set()  # sessions merged away: their user leases' releases follow
-
-    def cancel(numbers: list[int]) -> None:
-        for number in numbers:
-            position = slots[number]
-            assert position is not None
-            operations[position] = slots[number] = None
-
-    for change in changes:
-        session_id = change.session_id
-        number = len(slots)
-        if session_id in gone:
-            slots.append(None)
-            continue
-        if isinstance(change, _Swap):
-            position = arrived.pop(session_id, None)
-            first = None if position is None else operations[position]
-            if position is not None and isinstance(first, _Swap):
-                cancel(extras.pop(session_id, []))
-                if not session_id.startswith(SPARE_PREFIX):
-                    gone.add(session_id)
-                operations[position] = _Swap(first.session_id, change.new_id, change.ip)
-                slots.append(position)
-                arrived[change.new_id] = position
-                extras[change.new_id] = []
-                continue
-            extras.pop(session_id, None)
-            arrived[change.new_id] = len(operations)
-            extras[change.new_id] = []
-        elif isinstance(change, _Admit):
-            if not session_id.startswith(SPARE_PREFIX):  # a spare's answer is read
-                arrived[session_id] = len(operations)
-                extras[session_id] = [number]
-        elif session_id in extras:
-            if isinstance(change, _Release) and change.ip is not None:
-                # A full release: only an admission's extras hold the admission.
-                arrival = extras.pop(session_id)
-                position = arrived.pop(session_id)
-                if isinstance(operations[position], _Admit):
-                    cancel(arrival)
-                    slots.append(None)
-                    continue
-            else:
-                extras[session_id].append(number)
-        slots.append(len(operations))
-        operations.append(change)
-    return _compact(operations, slots)
-
-
-def _compact(
-    operations: list[_LeaseChange | None], slots: list[int | None]
-) -> tuple[list[_LeaseChange], list[int | None]]:
-    """Drop the operations that cancelled out (None), and renumber the slots."""
-    kept: list[_LeaseChange] = []
-    renumbered: list[int] = []  # old position -> new position
-    for operation in operations:
-        renumbered.append(len(kept))
-        if operation is not None:
-            kept.append(operation)
-    return kept, [None if slot is None else renumbered[slot] for slot in slots]
 
 
 def _half(cap: int) -> int:

@@ -1,0 +1,62 @@
+"""A shared/exclusive gate for the Redis backend's lease work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+__all__ = ["Gate"]
+
+
+class Gate:
+    """Lease changes run concurrently with each other; a refresh runs alone.
+
+    A refresh rewrites the worker's whole lease set from a snapshot, so a
+    lease change racing it could be undone. A waiting refresh goes first, so
+    a steady stream of logins cannot starve it. Only the backend's one
+    background task asks for exclusive access, so there is never more than
+    one refresh waiting. Entering shared access costs no await unless a
+    refresh is waiting or running: it happens for every session.
+    """
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._exclusive = False  # requested or held
+        self._open = asyncio.Event()
+        self._open.set()
+        self._idle = asyncio.Event()
+
+    async def __aenter__(self) -> None:
+        """Shared access (``async with gate:``); a plain method pair, no generator."""
+        while self._exclusive:
+            await self._open.wait()
+        self._active += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        self.leave()
+
+    def hold(self) -> None:
+        """One more shared holder, from inside shared access; :meth:`leave` ends it.
+
+        For work that outlives the ``async with`` block it was started in.
+        """
+        self._active += 1
+
+    def leave(self, holders: int = 1) -> None:
+        self._active -= holders
+        if self._exclusive and not self._active:
+            self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        self._exclusive = True
+        self._open.clear()
+        try:
+            while self._active:
+                self._idle.clear()
+                await self._idle.wait()
+            yield
+        finally:
+            self._exclusive = False
+            self._open.set()
