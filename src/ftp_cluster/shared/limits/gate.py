@@ -44,12 +44,14 @@ class Gate:
         self._active += 1
 
     def leave(self, holders: int = 1) -> None:
+        """End ``holders`` shared holds; the last one lets a waiting refresh in."""
         self._active -= holders
         if self._exclusive and not self._active:
             self._idle.set()
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
+        """Sole access (``async with gate.exclusive():``), once every holder has left."""
         self._exclusive = True
         self._open.clear()
         try:

@@ -38,7 +38,7 @@ class Login(NamedTuple):
 
 
 class Release(NamedTuple):
-    """Drop a session's user lease, and its connection leases unless ``ip`` is None."""
+    """Drop a session's user lease (if any), and its connection leases unless ``ip`` is None."""
 
     session_id: str
     ip: str | None  # None: keep the connection leases (logout)
