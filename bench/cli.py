@@ -46,7 +46,7 @@ _QUICK: dict[str, Any] = {
     "churn_clients": 8,
     "duration": 1.0,
     "repeat": 1,
-    "repeat_many": 1,
+    "repeat_many": 2,  # rounds across the servers, so that the smoke test runs them
     "throttle_rate": "4MiB",
     "servers": "ftp-cluster,pyftpdlib",
     "workers": "2",
@@ -111,8 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--repeat-many",
         type=int,
-        help=f"runs of each N x RETR/STOR scenario, median reported "
-        f"(default {_FULL['repeat_many']})",
+        help=f"rounds of the N x RETR/STOR scenarios, each server once per round, "
+        f"median reported (default {_FULL['repeat_many']})",
     )
     add("--servers", metavar="NAME[,...]", help=f"servers to run (default {_FULL['servers']})")
     add(

@@ -1,8 +1,10 @@
 """One benchmark run: prepare files and peers, run every scenario against every server, clean up.
 
 Scenarios are the outer loop and servers the inner one, so the figures that a
-ratio compares are measured minutes apart, not an hour apart. Each server is
-started fresh for each scenario and stopped after it.
+ratio compares are measured minutes apart, not an hour apart; scenarios with a
+``merge`` (4 and 5) go further and run in rounds of every server once, seconds
+apart. Each server is started fresh for each scenario (or round) and stopped
+after it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from bench.private_redis import PrivateRedis
 from bench.proctree import LoadWatch
 from bench.rawlimit import measure_once, start_sender
 from bench.report import Progress
-from bench.scenarios import Context, RunPlan, Scenario, Settings, failed_sessions, raw_limit
+from bench.scenarios import (
+    Context,
+    Merger,
+    RunPlan,
+    Scenario,
+    Settings,
+    failed_sessions,
+    raw_limit,
+)
 from bench.targets import evaluate
 
 __all__ = ["Options", "run"]
@@ -161,10 +171,57 @@ class _Run:
             return str(self.results["peers"][plan.peer.name]["skipped"])
         return plan.skip
 
-    async def one(
-        self, ctx: Context, scenario: Scenario, plan: RunPlan, progress: Progress
+    async def scenario_runs(
+        self, ctx: Context, scenario: Scenario, entries: list[RunPlan], progress: Progress
     ) -> dict[str, Any]:
-        progress.step(f"{scenario.number}. {scenario.title} · {plan.label}")
+        """Every server's figures for ``scenario``, in the order of ``entries``."""
+        if scenario.merge is not None:
+            return await self._rounds(ctx, scenario, scenario.merge, entries, progress)
+        runs: dict[str, Any] = {}
+        for plan in entries:
+            runs[plan.label] = await self.one(ctx, scenario, plan, progress)
+            progress.finish(_summary(scenario, runs[plan.label]))
+        return runs
+
+    async def _rounds(
+        self,
+        ctx: Context,
+        scenario: Scenario,
+        merge: Merger,
+        entries: list[RunPlan],
+        progress: Progress,
+    ) -> dict[str, Any]:
+        rounds = ctx.settings.repeat_many
+        done: dict[str, list[dict[str, Any]]] = {plan.label: [] for plan in entries}
+        for number in range(rounds):
+            # Alternating the order cancels a steady drift between neighbours.
+            for plan in entries if number % 2 == 0 else entries[::-1]:
+                figures = done[plan.label]
+                if figures and ("skipped" in figures[-1] or "error" in figures[-1]):
+                    progress.total -= 1  # not tried again
+                    continue
+                step = f" (round {number + 1}/{rounds})" if rounds > 1 else ""
+                figures.append(await self.one(ctx, scenario, plan, progress, step))
+                progress.finish(_summary(scenario, figures[-1]))
+        runs: dict[str, Any] = {}
+        for plan in entries:
+            merged = merge(done[plan.label])
+            if "foreign_cpu_cores" in merged:
+                merged["foreign_cpu_cores"] = max(f["foreign_cpu_cores"] for f in done[plan.label])
+            if "warning" in merged:
+                self.warnings.append(f"{scenario.key} / {plan.label}: {merged['warning']}")
+            runs[plan.label] = merged
+        return runs
+
+    async def one(
+        self,
+        ctx: Context,
+        scenario: Scenario,
+        plan: RunPlan,
+        progress: Progress,
+        step: str = "",
+    ) -> dict[str, Any]:
+        progress.step(f"{scenario.number}. {scenario.title} · {plan.label}{step}")
         reason = self.skip_reason(plan)
         if reason is not None:
             return {"skipped": reason}
@@ -233,7 +290,9 @@ async def _start_redis(state: _Run, ctx: Context, redis: PrivateRedis) -> None:
 async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
     plans = state.plans(ctx)
     measure_raw = any(s.key == "retr_single" for s in state.options.scenarios)
-    total = sum(len(entries) for _s, entries in plans) + int(measure_raw)
+    rounds = state.options.settings.repeat_many
+    total = sum(len(entries) * (rounds if s.merge else 1) for s, entries in plans)
+    total += int(measure_raw)
     progress = Progress(total, progress_stream)
     ctx.reporter = progress
     progress.start()
@@ -254,9 +313,7 @@ async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
                 "lower_is_better": scenario.lower_is_better,
                 "results": runs,
             }
-            for plan in entries:
-                runs[plan.label] = await state.one(ctx, scenario, plan, progress)
-                progress.finish(_summary(scenario, runs[plan.label]))
+            runs.update(await state.scenario_runs(ctx, scenario, entries, progress))
             summary = scenario.summarize(ctx, runs)
             state.results["scenarios"][scenario.key]["summary"] = summary
             if "raw_limit" in summary:

@@ -11,6 +11,7 @@ from bench.scenarios.base import (
     MB,
     Context,
     Figures,
+    Merger,
     Reporter,
     RunPlan,
     Scenario,
@@ -24,7 +25,14 @@ from bench.scenarios.cluster import (
     summarize_redis_cost,
     throttle,
 )
-from bench.scenarios.crowd import churn, idle_memory, login, retr_many, stor_many
+from bench.scenarios.crowd import (
+    churn,
+    idle_memory,
+    login,
+    merge_transfer_rounds,
+    retr_many,
+    stor_many,
+)
 from bench.scenarios.single import raw_limit, retr_single, stor_single, summarize_retr_single
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "SCENARIOS",
     "Context",
     "Figures",
+    "Merger",
     "Reporter",
     "RunPlan",
     "Scenario",
@@ -54,8 +63,26 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(2, "stor_single", "Single-stream STOR", "mb_s_median", "MB/s", False, stor_single),
     Scenario(3, "login", "N clients connect + log in", "concurrent_s", "s", True, login),
-    Scenario(4, "retr_many", "N concurrent RETRs", "seconds", "s", True, retr_many),
-    Scenario(5, "stor_many", "N concurrent STORs", "seconds", "s", True, stor_many),
+    Scenario(
+        4,
+        "retr_many",
+        "N concurrent RETRs",
+        "seconds",
+        "s",
+        True,
+        retr_many,
+        merge=merge_transfer_rounds,
+    ),
+    Scenario(
+        5,
+        "stor_many",
+        "N concurrent STORs",
+        "seconds",
+        "s",
+        True,
+        stor_many,
+        merge=merge_transfer_rounds,
+    ),
     Scenario(
         6, "idle_memory", "Memory per idle session", "rss_per_session_kib", "KiB", True, idle_memory
     ),

@@ -64,7 +64,7 @@ class Settings:
     churn_clients: int
     duration: float
     repeat: int
-    repeat_many: int  # runs of scenarios 4 and 5; the median counts
+    repeat_many: int  # rounds of scenarios 4 and 5 across the servers; the median counts
     client_procs: int
     throttle_rate: int
     throttle_streams: int
@@ -116,6 +116,7 @@ class RunPlan:
 ScenarioRun = Callable[[Context, Running, ServeSpec], Awaitable[Figures]]
 Planner = Callable[[Context, list[Peer]], list[RunPlan]]
 Summarizer = Callable[[Context, dict[str, Figures]], Figures]
+Merger = Callable[[list[Figures]], Figures]
 
 
 def plan_all(ctx: Context, peers: list[Peer]) -> list[RunPlan]:
@@ -140,6 +141,11 @@ class Scenario:
     run: ScenarioRun
     plan: Planner = plan_all
     summarize: Summarizer = summarize_nothing
+    # Set for a scenario run in ``repeat_many`` rounds, each server once per
+    # round (the order alternating), and merged per server: the runs that a
+    # ratio compares are then seconds apart, not minutes, and the machine's
+    # drift hits every server alike. None: one run per server.
+    merge: Merger | None = None
 
 
 async def bounded(coro: Awaitable[_T], timeout: float) -> _T:

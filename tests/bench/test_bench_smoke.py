@@ -70,13 +70,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
         if child.pid not in children_before and child.is_running()
     ]
     assert not left_running, f"the benchmark left processes behind: {left_running}"
-    return json.loads((out / "results.json").read_text()), out, result.stdout
+    # The table goes to stdout, the progress lines to stderr.
+    return json.loads((out / "results.json").read_text()), out, result.stdout + result.stderr
 
 
 def test_every_quick_scenario_has_pyftpdlib_figures(
     quick_run: tuple[dict[str, Any], Path, str],
 ) -> None:
-    results, _out, _stdout = quick_run
+    results, _out, _output = quick_run
     assert set(results["scenarios"]) == {s.key for s in SCENARIOS}
     for key in SERVED_BY_BOTH:
         figures = results["scenarios"][key]["results"]["pyftpdlib"]
@@ -84,12 +85,15 @@ def test_every_quick_scenario_has_pyftpdlib_figures(
         assert all(not v for k, v in figures.items() if k.endswith("failures")), (key, figures)
     # pyftpdlib has no cluster-wide throttle: skipped, with the reason, not dropped.
     assert results["scenarios"]["throttle"]["results"]["pyftpdlib"]["skipped"]
+    # Scenarios 4 and 5 run in rounds across the servers, one run each per round.
+    for key in ("retr_many", "stor_many"):
+        assert len(results["scenarios"][key]["results"]["pyftpdlib"]["runs_s"]) == 2, key
     assert results["raw_limit"]["mb_s_best"] > 0
     assert results["machine"]["cpu_model"] and results["machine"]["versions"]["pyftpdlib"]
 
 
 def test_ftp_cluster_ran_or_says_why_not(quick_run: tuple[dict[str, Any], Path, str]) -> None:
-    results, _out, _stdout = quick_run
+    results, _out, _output = quick_run
     peer = results["peers"]["ftp-cluster-2"]
     if FtpClusterPeer(2).unavailable() is not None:
         # Only while the CLI cannot start at all: then every run says why it was skipped.
@@ -111,9 +115,27 @@ def test_ftp_cluster_ran_or_says_why_not(quick_run: tuple[dict[str, Any], Path, 
 
 
 def test_outputs_table_and_charts(quick_run: tuple[dict[str, Any], Path, str]) -> None:
-    results, out, stdout = quick_run
-    assert "1 RETR" in stdout and "pyftpdlib" in stdout and "Targets" in stdout
+    results, out, output = quick_run
+    assert "1 RETR" in output and "pyftpdlib" in output and "Targets" in output
     assert set(results["charts"]) >= CHARTS
     for name in results["charts"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert results["targets"], "targets are evaluated for ftp-cluster"
+
+
+def test_transfer_rounds_alternate_between_servers(
+    quick_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    """Each round runs every server once, the order reversed every other round."""
+    _results, _out, output = quick_run
+    started = [
+        line.split("] ", 1)[1]
+        for line in output.splitlines()
+        if line.startswith("[") and "N concurrent RETRs" in line
+    ]
+    assert started == [
+        "4. N concurrent RETRs · ftp-cluster-2 (round 1/2)",
+        "4. N concurrent RETRs · pyftpdlib (round 1/2)",
+        "4. N concurrent RETRs · pyftpdlib (round 2/2)",
+        "4. N concurrent RETRs · ftp-cluster-2 (round 2/2)",
+    ]
