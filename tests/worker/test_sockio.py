@@ -13,7 +13,6 @@ import pytest
 import uvloop
 
 from ftp_cluster.worker import sockio
-from ftp_cluster.worker.transfer import Counters
 
 SIZE = 2 * 1024 * 1024
 
@@ -26,7 +25,7 @@ def source() -> Iterator[int]:
         yield file.fileno()
 
 
-def _download(fd: int, turn: int | None) -> tuple[bytes, list[int]]:
+def _download(fd: int) -> tuple[bytes, list[int]]:
     """Send ``fd`` over a socket pair; return what arrived and the bytes sent per loop turn."""
 
     async def scenario() -> tuple[bytes, list[int]]:
@@ -54,8 +53,7 @@ def _download(fd: int, turn: int | None) -> tuple[bytes, list[int]]:
         done: asyncio.Future[None] = loop.create_future()
         loop.call_soon(tick)
         try:
-            rule = None if turn is None else (lambda: turn)
-            sent = await sockio.sendfile(sender, fd, 0, SIZE, moved, turn=rule)
+            sent = await sockio.sendfile(sender, fd, 0, SIZE, moved)
             assert sent == SIZE
         finally:
             done.set_result(None)
@@ -67,31 +65,11 @@ def _download(fd: int, turn: int | None) -> tuple[bytes, list[int]]:
     return uvloop.run(scenario())
 
 
-def test_a_turn_caps_what_one_readiness_event_sends(source: int) -> None:
-    data, per_turn = _download(source, turn=16 * 1024)
+def test_a_readiness_event_sends_all_the_socket_takes(source: int) -> None:
+    data, per_turn = _download(source)
     assert data == os.pread(source, SIZE, 0)
-    # The first slot may also hold the send made inline, before any wait.
-    assert max(per_turn[1:]) <= 16 * 1024
+    assert max(per_turn) > 64 * 1024
     assert sum(per_turn) == SIZE
-
-
-def test_without_a_turn_a_readiness_event_sends_all_the_socket_takes(source: int) -> None:
-    data, per_turn = _download(source, turn=None)
-    assert data == os.pread(source, SIZE, 0)
-    assert max(per_turn) > 16 * 1024
-
-
-def test_concurrent_downloads_share_the_turn() -> None:
-    counters = Counters()
-    counters.sends(+1)
-    lone = counters.turn()
-    for _ in range(299):
-        counters.sends(+1)
-    assert counters.turn() < lone
-    assert counters.turn() >= 64 * 1024  # never so small that system calls dominate
-    for _ in range(299):
-        counters.sends(-1)
-    assert counters.turn() == lone
 
 
 def _upload(

@@ -27,36 +27,29 @@ async def sendfile(
     offset: int,
     count: int,
     moved: Progress,
-    *,
-    turn: Callable[[], int] | None = None,
 ) -> int:
     """Send up to ``count`` bytes of ``fd`` from ``offset``; fewer only at end of file.
 
-    ``turn()``, if given, caps the bytes sent per readiness event, so that
-    many concurrent downloads take turns instead of each filling its socket
-    buffer at once.
+    Each readiness event sends all the socket takes. Capping that at 64 KiB
+    per event, so that 300 concurrent downloads took turns in small steps,
+    cost 30-60% more CPU (kernel and event loop) and 1.3-1.5x the time in
+    interleaved comparisons on 2 cores, and made nothing fairer.
     """
     out = sock.fileno()
     done = 0
-    finished = False
 
     def step() -> bool:
         """Send what the socket takes now; True when the chunk or the file is done."""
-        nonlocal done, finished
-        budget = count if turn is None else turn()
+        nonlocal done
         while done < count:
-            if budget <= 0:
-                return False  # the loop calls again while the socket is writable
             try:
-                sent = os.sendfile(out, fd, offset + done, min(count - done, budget))
+                sent = os.sendfile(out, fd, offset + done, count - done)
             except BlockingIOError:
                 return False
             if sent == 0:
                 break
             done += sent
-            budget -= sent
             moved(sent)
-        finished = True
         return True
 
     if not step():

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ftp_cluster.worker import sockio
@@ -32,13 +32,6 @@ __all__ = ["Counters", "TransferJob"]
 
 _UPLOAD_BUFFER = 256 * 1024
 _MEMORY_READ = 256 * 1024
-# Bytes per readiness event shared by all sendfile downloads of a worker, and
-# the least one download gets. Streams that take turns in small steps run
-# through the page cache together and stay in the CPU caches: 300 concurrent
-# downloads of one file finished about 15% sooner than when each filled its
-# socket buffer per turn. A lone download still sends all the socket takes.
-_TURN_SHARED = 16 * 1024 * 1024
-_TURN_LEAST = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -47,19 +40,6 @@ class Counters:
 
     bytes_read: int = 0
     bytes_written: int = 0
-    sending: int = 0  # downloads in sendfile now
-    _turn: int = field(default=_TURN_SHARED, init=False, repr=False)
-
-    def turn(self) -> int:
-        """Bytes a sendfile download may send per readiness event now."""
-        # Asked on every readiness event of every download: worked out when
-        # a download starts or ends, not here.
-        return self._turn
-
-    def sends(self, change: int) -> None:
-        """A sendfile download started (+1) or ended (-1)."""
-        self.sending += change
-        self._turn = max(_TURN_LEAST, _TURN_SHARED // max(1, self.sending))
 
 
 class _Watchdog:
@@ -196,27 +176,20 @@ class TransferJob:
             return
         offset = self.request.offset
         throttle = self.throttle
-        counters = self.counters
-        counters.sends(+1)
-        try:
-            while True:
-                count = throttle.chunk
-                if not throttle.unlimited:
-                    # Pay only for bytes the file still has: a whole chunk paid
-                    # for a short tail is bandwidth every other transfer loses.
-                    left = os.fstat(fd).st_size - offset
-                    if left <= 0:
-                        return
-                    count = min(count, left)
-                    await throttle.pace(count)
-                sent = await sockio.sendfile(
-                    sock, fd, offset, count, self._sent, turn=counters.turn
-                )
-                offset += sent
-                if sent < count:
+        while True:
+            count = throttle.chunk
+            if not throttle.unlimited:
+                # Pay only for bytes the file still has: a whole chunk paid
+                # for a short tail is bandwidth every other transfer loses.
+                left = os.fstat(fd).st_size - offset
+                if left <= 0:
                     return
-        finally:
-            counters.sends(-1)
+                count = min(count, left)
+                await throttle.pace(count)
+            sent = await sockio.sendfile(sock, fd, offset, count, self._sent)
+            offset += sent
+            if sent < count:
+                return
 
     async def _download_buffered(self, sock: socket.socket, download: Download) -> None:
         loop = asyncio.get_running_loop()
