@@ -111,8 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--repeat-many",
         type=int,
-        help=f"rounds of the N x RETR/STOR scenarios, each server once per round, "
-        f"median reported (default {_FULL['repeat_many']})",
+        help="rounds of the login and N x RETR/STOR scenarios (3-5), each server once "
+        f"per round, median reported (default {_FULL['repeat_many']})",
     )
     add("--servers", metavar="NAME[,...]", help=f"servers to run (default {_FULL['servers']})")
     add(

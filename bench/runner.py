@@ -2,7 +2,7 @@
 
 Scenarios are the outer loop and servers the inner one, so the figures that a
 ratio compares are measured minutes apart, not an hour apart; scenarios with a
-``merge`` (4 and 5) go further and run in rounds of every server once, seconds
+``merge`` (3 to 5) go further and run in rounds of every server once, seconds
 apart. Each server is started fresh for each scenario (or round) and stopped
 after it.
 """

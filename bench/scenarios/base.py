@@ -64,7 +64,7 @@ class Settings:
     churn_clients: int
     duration: float
     repeat: int
-    repeat_many: int  # rounds of scenarios 4 and 5 across the servers; the median counts
+    repeat_many: int  # rounds of scenarios 3 to 5 across the servers; the median counts
     client_procs: int
     throttle_rate: int
     throttle_streams: int

@@ -69,6 +69,32 @@ async def login(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
     }
 
 
+def merge_login_rounds(rounds: list[Figures]) -> Figures:
+    """Logins at once and in a row, each from its own median round, with every round's time."""
+    ended = _ended(rounds)
+    if ended is not None:
+        return ended
+    merged: Figures = {"clients": rounds[0]["clients"]}
+    for kind in ("concurrent", "sequential"):
+        ordered = sorted(rounds, key=lambda figures: float(figures[f"{kind}_s"]))
+        median = ordered[len(ordered) // 2]
+        for name in ("s", "ok", "failures"):
+            merged[f"{kind}_{name}"] = median[f"{kind}_{name}"]
+        merged[f"{kind}_runs_s"] = [round(float(figures[f"{kind}_s"]), 4) for figures in rounds]
+    return _with_log(merged, rounds)
+
+
+def _ended(rounds: list[Figures]) -> Figures | None:
+    """A round that was skipped or failed: then there is nothing to take a median of."""
+    return next((figures for figures in rounds if "skipped" in figures or "error" in figures), None)
+
+
+def _with_log(merged: Figures, rounds: list[Figures]) -> Figures:
+    """``merged`` pointing to the log of the first round that kept one (sessions failed)."""
+    logs = [figures["log"] for figures in rounds if "log" in figures]
+    return merged | {"log": logs[0]} if logs else merged
+
+
 # --- 4./5. N concurrent RETRs / STORs -----------------------------------------------------------
 
 
@@ -92,23 +118,20 @@ def merge_transfer_rounds(rounds: list[Figures]) -> Figures:
     of a few rounds, each taken minutes apart from the others but seconds
     apart from the other servers' runs of that round, is the figure.
     """
-    ended = [figures for figures in rounds if "seconds" not in figures]
-    if ended:  # skipped or failed: nothing to take a median of
-        return ended[0]
+    ended = _ended(rounds)
+    if ended is not None:
+        return ended
     ordered = sorted(rounds, key=lambda figures: float(figures["seconds"]))
     merged = dict(ordered[len(ordered) // 2])
     times = [float(figures["seconds"]) for figures in rounds]
     merged["runs_s"] = [round(seconds, 3) for seconds in times]
     merged["complete"] = all(figures["complete"] for figures in rounds)
-    logs = [figures["log"] for figures in rounds if "log" in figures]
-    if logs:
-        merged["log"] = logs[0]
     if len(times) > 1 and max(times) > 1.3 * min(times):
         merged["warning"] = (
             f"runs spread from {min(times):.2f} to {max(times):.2f} s: loopback is bimodal "
             "or the machine is busy; the median counts"
         )
-    return merged
+    return _with_log(merged, rounds)
 
 
 async def retr_many(ctx: Context, server: Running, spec: ServeSpec) -> Figures:

@@ -85,9 +85,11 @@ def test_every_quick_scenario_has_pyftpdlib_figures(
         assert all(not v for k, v in figures.items() if k.endswith("failures")), (key, figures)
     # pyftpdlib has no cluster-wide throttle: skipped, with the reason, not dropped.
     assert results["scenarios"]["throttle"]["results"]["pyftpdlib"]["skipped"]
-    # Scenarios 4 and 5 run in rounds across the servers, one run each per round.
+    # Scenarios 3 to 5 run in rounds across the servers, one run each per round.
     for key in ("retr_many", "stor_many"):
         assert len(results["scenarios"][key]["results"]["pyftpdlib"]["runs_s"]) == 2, key
+    logins = results["scenarios"]["login"]["results"]["pyftpdlib"]
+    assert len(logins["concurrent_runs_s"]) == len(logins["sequential_runs_s"]) == 2
     assert results["raw_limit"]["mb_s_best"] > 0
     assert results["machine"]["cpu_model"] and results["machine"]["versions"]["pyftpdlib"]
 
