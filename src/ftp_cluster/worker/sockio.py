@@ -33,7 +33,7 @@ async def sendfile(
     Each readiness event sends all the socket takes. Capping that at 64 KiB
     per event, so that 300 concurrent downloads took turns in small steps,
     cost 30-60% more CPU (kernel and event loop) and 1.3-1.5x the time in
-    interleaved comparisons on 2 cores, and made nothing fairer.
+    interleaved comparisons on 2 cores.
     """
     out = sock.fileno()
     done = 0
