@@ -76,12 +76,18 @@ def merge_login_rounds(rounds: list[Figures]) -> Figures:
         return ended
     merged: Figures = {"clients": rounds[0]["clients"]}
     for kind in ("concurrent", "sequential"):
-        ordered = sorted(rounds, key=lambda figures: float(figures[f"{kind}_s"]))
-        median = ordered[len(ordered) // 2]
+        median, times = _median_round(rounds, f"{kind}_s")
         for name in ("s", "ok", "failures"):
             merged[f"{kind}_{name}"] = median[f"{kind}_{name}"]
-        merged[f"{kind}_runs_s"] = [round(float(figures[f"{kind}_s"]), 4) for figures in rounds]
+        merged[f"{kind}_runs_s"] = [round(seconds, 4) for seconds in times]
     return _with_log(merged, rounds)
+
+
+def _median_round(rounds: list[Figures], key: str) -> tuple[Figures, list[float]]:
+    """The round with the median ``key``, and every round's ``key`` in round order."""
+    times = [float(figures[key]) for figures in rounds]
+    order = sorted(range(len(rounds)), key=times.__getitem__)
+    return rounds[order[len(order) // 2]], times
 
 
 def _ended(rounds: list[Figures]) -> Figures | None:
@@ -121,9 +127,8 @@ def merge_transfer_rounds(rounds: list[Figures]) -> Figures:
     ended = _ended(rounds)
     if ended is not None:
         return ended
-    ordered = sorted(rounds, key=lambda figures: float(figures["seconds"]))
-    merged = dict(ordered[len(ordered) // 2])
-    times = [float(figures["seconds"]) for figures in rounds]
+    median, times = _median_round(rounds, "seconds")
+    merged = dict(median)
     merged["runs_s"] = [round(seconds, 3) for seconds in times]
     merged["complete"] = all(figures["complete"] for figures in rounds)
     if len(times) > 1 and max(times) > 1.3 * min(times):
