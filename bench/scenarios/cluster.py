@@ -94,7 +94,7 @@ async def throttle(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
         # SO_REUSEPORT hashes connections onto workers; this shows how they fell.
         workers = cluster.get("workers") if cluster else None
         if isinstance(workers, list):
-            figures["bytes_per_worker"] = [w.get("bytes_written") for w in workers]
+            figures["bytes_per_worker"] = [w.get("bytes_downloaded") for w in workers]
     return figures
 
 

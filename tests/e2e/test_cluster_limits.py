@@ -302,8 +302,8 @@ def test_download_limit_is_cluster_wide_over_parallel_retrs(
     # The transfers really ran in several processes sharing the one bucket.
     def moved() -> dict[int, int] | None:
         workers = cluster.status()["workers"]
-        bytes_written = {int(w["pid"]): int(w["bytes_written"]) for w in workers}
-        return bytes_written if sum(bytes_written.values()) >= files * size else None
+        bytes_downloaded = {int(w["pid"]): int(w["bytes_downloaded"]) for w in workers}
+        return bytes_downloaded if sum(bytes_downloaded.values()) >= files * size else None
 
     per_worker = wait_for(moved, timeout=5, interval=0.2)
     assert busy_workers(per_worker) >= 2, per_worker

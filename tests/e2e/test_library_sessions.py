@@ -16,7 +16,7 @@ import pytest
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.worker.connection import ControlConnection
-from ftp_cluster.worker.datachannel import PassiveListener
+from ftp_cluster.worker.endpoints import PassiveListener
 from ftp_cluster.worker.transfer import TransferJob
 from tests.e2e.conftest import ServerFactory
 

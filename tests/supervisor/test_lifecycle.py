@@ -73,7 +73,7 @@ def test_status_json_fields(start_cluster: StartCluster) -> None:
     assert worker["state"] == "accepting"
     assert worker["uptime"] >= 0
     assert worker["sessions"] == 1
-    assert worker["bytes_written"] >= 10_000
+    assert worker["bytes_downloaded"] >= 10_000
     text = cli("status", "--pid-file", str(cluster.pid_file))
     assert text.returncode == 0
     assert str(worker["pid"]) in text.stdout and "accepting" in text.stdout
@@ -82,7 +82,7 @@ def test_status_json_fields(start_cluster: StartCluster) -> None:
 def _with_session(status: dict[str, object]) -> dict[str, object] | None:
     workers = status["workers"]
     assert isinstance(workers, list)
-    ready = workers and workers[0]["sessions"] == 1 and workers[0]["bytes_written"] >= 10_000
+    ready = workers and workers[0]["sessions"] == 1 and workers[0]["bytes_downloaded"] >= 10_000
     return status if ready else None
 
 

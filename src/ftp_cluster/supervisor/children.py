@@ -39,7 +39,7 @@ _LOOP_THRESHOLD = 5
 _MAX_BACKOFF = 30.0
 _MAX_LINE = 64 * 1024
 # Figures a heartbeat carries: live sessions, then totals since the worker started.
-_HEARTBEAT_FIGURES = ("sessions", "bytes_read", "bytes_written", "accepted", "refused")
+_HEARTBEAT_FIGURES = ("sessions", "bytes_uploaded", "bytes_downloaded", "accepted", "refused")
 
 
 @dataclass(eq=False)
@@ -129,8 +129,8 @@ class WorkerHandle:
             "uptime": round(time.monotonic() - self.started, 3),
             "started": self.started_wall,
             "sessions": self.stats.get("sessions", 0),
-            "bytes_read": self.stats.get("bytes_read", 0),
-            "bytes_written": self.stats.get("bytes_written", 0),
+            "bytes_uploaded": self.stats.get("bytes_uploaded", 0),
+            "bytes_downloaded": self.stats.get("bytes_downloaded", 0),
             "accepted": self.stats.get("accepted", 0),
             "refused": self.stats.get("refused", 0),
             "heartbeat_age": round(time.monotonic() - self.last_seen, 3),

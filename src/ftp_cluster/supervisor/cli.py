@@ -275,12 +275,13 @@ def _format_status(status: dict[str, Any]) -> str:
     else:
         lines.append("redis: none (one worker, in-process limits)")
     lines.append(f"{'slot':>4}  {'pid':>7}  {'state':<9}  {'uptime':>8}  {'sessions':>8}  "
-                 f"{'accepted':>9}  {'refused':>8}  {'read':>10}  {'written':>10}")  # fmt: skip
+                 f"{'accepted':>9}  {'refused':>8}  {'uploaded':>10}  "
+                 f"{'downloaded':>10}")  # fmt: skip
     for w in status.get("workers", []):
         lines.append(
             f"{w['slot']:>4}  {w['pid']:>7}  {w['state']:<9}  {w['uptime']:>7.0f}s  "
             f"{w['sessions']:>8}  {w.get('accepted', 0):>9}  {w.get('refused', 0):>8}  "
-            f"{_size(w['bytes_read']):>10}  {_size(w['bytes_written']):>10}"
+            f"{_size(w['bytes_uploaded']):>10}  {_size(w['bytes_downloaded']):>10}"
         )
     return "\n".join(lines)
 

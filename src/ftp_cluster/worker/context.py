@@ -6,22 +6,32 @@ import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
-from ftp_cluster.worker.datachannel import PortPool
 from ftp_cluster.worker.eager import start_eagerly
+from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.transfer import Counters
 
-if TYPE_CHECKING:
-    from ftp_cluster.worker.connection import ControlConnection
+__all__ = ["ManagedConnection", "WorkerContext"]
 
-__all__ = ["WorkerContext"]
+
+class ManagedConnection(Protocol):
+    """What the server does to its open control connections."""
+
+    def shutdown(self) -> None:
+        """Graceful stop: 421 now if idle, else once the running request ends."""
+
+    def abort(self) -> None:
+        """Fast stop: 421 and drop the connection."""
+
+    def expire_if_idle(self, now: float, timeout: float) -> None:
+        """Close the session if it has been idle for ``timeout`` seconds."""
 
 
 @dataclass(slots=True, eq=False)
@@ -37,7 +47,7 @@ class WorkerContext:
     caps: ConnectionCaps
     counters: Counters = field(default_factory=Counters)
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
-    connections: set[ControlConnection] = field(default_factory=set)
+    connections: set[ManagedConnection] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions

@@ -1,146 +1,149 @@
-"""Data connections: passive listeners (with a port pool) and active connects.
+"""A data channel owns one data connection: how its bytes move, their pace, its end.
 
-A passive listener accepts exactly one connection, and only from the control
-connection's peer address: a connection from anywhere else is a stolen data
-connection, closed at once while the listener keeps waiting for the client.
+The transfer logic (:mod:`.transfer`) opens files and says what to move; a
+:class:`DataChannel` moves it. :class:`DataChannel` itself does everything
+through two primitives, sending a buffer and filling one, so a channel that
+wraps the connection (FTPS: TLS) implements just those and :meth:`close`.
+:class:`SocketChannel`, a plain TCP socket, adds the zero-copy paths:
+downloads from real files use ``os.sendfile`` straight from the page cache
+into the socket; uploads into real files (see ``Upload.fileno``) ``os.splice``
+from the socket through the worker's pipe into the file. The rest, and every
+file without a descriptor (memory, ASCII translation), takes the buffered
+path.
 
-Every data connection keeps at most ``NOTSENT_LOWAT`` bytes queued unsent
-in the kernel (``TCP_NOTSENT_LOWAT``); see :func:`_data_socket`.
+Every channel paces by its :class:`~.throttle.Throttle`, one reservation per
+chunk, and reports every byte moved to ``moved`` (the transfer's progress,
+its watchdog and the server's counters).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
-import contextlib
-import errno
-import logging
+import os
 import socket
+from collections.abc import Callable
 
-from ftp_cluster.worker.protocol.session import normalise_host
+from ftp_cluster.worker import sockio
+from ftp_cluster.worker.pathio.base import Download, Upload
+from ftp_cluster.worker.throttle import Throttle
 
-__all__ = ["NOTSENT_LOWAT", "NoFreePort", "PassiveListener", "PortPool", "connect_active"]
+__all__ = ["DataChannel", "SocketChannel"]
 
-log = logging.getLogger("ftp_cluster.worker")
+_UPLOAD_BUFFER = 256 * 1024
+_BUFFERED_READ = 256 * 1024
 
-#: Unsent bytes a data connection may queue before it stops being writable.
-NOTSENT_LOWAT = 64 * 1024
-_TCP_NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
-
-
-class NoFreePort(OSError):
-    """Every port of the passive range is in use."""
+Moved = Callable[[int], None]
 
 
-class PortPool:
-    """Binds passive listeners inside a port range, or on a kernel-chosen port."""
+class DataChannel(abc.ABC):
+    """One data connection, paced by ``throttle``; each byte moved goes to ``moved``."""
 
-    def __init__(self, ports: range | None) -> None:
-        self._ports = ports
-        self._cursor = 0
+    def __init__(self, throttle: Throttle, moved: Moved) -> None:
+        self.throttle = throttle
+        self.moved = moved
 
-    def bind(self, host: str) -> socket.socket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        if self._ports is None:
-            return _listen(family, host, 0)
-        count = len(self._ports)
-        for attempt in range(count):
-            port = self._ports[(self._cursor + attempt) % count]
-            try:
-                sock = _listen(family, host, port)
-            except OSError as error:
-                if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise
-            self._cursor = (self._cursor + attempt + 1) % count
-            return sock
-        raise NoFreePort(errno.EADDRINUSE, "no free passive port")
+    # -- what a channel must provide ------------------------------------------------
 
+    @abc.abstractmethod
+    async def _send(self, data: bytes | memoryview) -> None:
+        """Send all of ``data``."""
 
-def _listen(family: int, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(8)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    @abc.abstractmethod
+    async def _fill(self, buffer: memoryview) -> tuple[int, bool]:
+        """Receive into ``buffer`` until full or the peer's end: ``(filled, at_eof)``.
 
+        Calls ``moved`` for what it receives as it goes.
+        """
 
-class PassiveListener:
-    """One PASV/EPSV listener and the single data connection it yields."""
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End the connection (for a download, that tells the client it is complete)."""
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
-        self._sock = sock
-        self._peer = normalise_host(peer)
-        self.port: int = sock.getsockname()[1]
-        self._task: asyncio.Task[socket.socket] = asyncio.get_running_loop().create_task(
-            self._accept()
-        )
+    # -- transfers ---------------------------------------------------------------
 
-    async def _accept(self) -> socket.socket:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                conn, address = await loop.sock_accept(self._sock)
-                if normalise_host(address[0]) == self._peer:
-                    return _data_socket(conn)
-                log.warning(
-                    "refused data connection from %s (session peer is %s)", address[0], self._peer
-                )
-                conn.close()
-        finally:
-            self._sock.close()
+    async def send_bytes(self, payload: bytes) -> None:
+        """Send a listing (unpaced: listings are small and not file data)."""
+        await self._send(payload)
+        self.moved(len(payload))
 
-    async def connection(self, timeout: float | None) -> socket.socket:
-        """The client's data connection; raises TimeoutError if it does not come."""
-        if self._task.done():  # the usual case: the client connected before RETR
-            return self._task.result()
-        async with asyncio.timeout(timeout):
-            return await asyncio.shield(self._task)
+    async def send_file(self, source: Download, offset: int) -> None:
+        """Send ``source`` from its current position (``offset`` in the file) to its end."""
+        throttle = self.throttle
+        size = min(throttle.chunk, _BUFFERED_READ)
+        while data := await source.read(size):
+            if not throttle.unlimited:
+                await throttle.pace(len(data))
+            await self._send(data)
+            self.moved(len(data))
 
-    def close(self) -> None:
-        """Close the listener, and the data connection if it came but was not used."""
-        if self._task.done() and not self._task.cancelled() and self._task.exception() is None:
-            self._task.result().close()
-        self._task.cancel()
-        self._sock.close()
+    async def receive_file(self, target: Upload) -> None:
+        """Write what the peer sends into ``target`` until the peer ends the stream."""
+        throttle = self.throttle
+        buffer = memoryview(bytearray(min(throttle.chunk, _UPLOAD_BUFFER)))
+        while True:
+            received, eof = await self._fill(buffer)
+            if received:
+                await target.write(buffer[:received])
+                if not throttle.unlimited:
+                    await throttle.pace(received)
+            if eof:
+                return
 
 
-async def connect_active(
-    host: str, port: int, local_host: str, timeout: float | None
-) -> socket.socket:
-    """Connect to the client's PORT/EPRT address from the control connection's address."""
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        _data_socket(sock)
-        with contextlib.suppress(OSError):
-            sock.bind((local_host, 0))
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+class SocketChannel(DataChannel):
+    """A plain TCP data connection: zero-copy wherever the file allows it.
 
-
-def _data_socket(sock: socket.socket) -> socket.socket:
-    """Make ``sock`` ready to carry a transfer: non-blocking, small unsent queue.
-
-    By default Linux lets a socket queue its whole send buffer (up to 4 MiB)
-    of data the peer's window has no room for yet: 300 concurrent downloads
-    held about 800 MB that way, pinning page-cache pages and socket memory
-    for nothing, and 300 x RETR of 10 MiB on loopback took about 10% longer
-    (medians of 12 interleaved runs) than with this small queue. The server
-    now sends as the client reads; a lone fast transfer loses nothing, since
-    the socket is writable again as soon as its queue drains.
+    ``pipe`` is the worker's, for splicing uploads (``None``: never splice).
     """
-    sock.setblocking(False)
-    if _TCP_NOTSENT_LOWAT is not None:
-        with contextlib.suppress(OSError):  # not every platform has it
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
-    return sock
+
+    def __init__(
+        self, sock: socket.socket, throttle: Throttle, moved: Moved, pipe: sockio.Pipe | None
+    ) -> None:
+        super().__init__(throttle, moved)
+        self.sock = sock
+        self._pipe = pipe
+
+    async def _send(self, data: bytes | memoryview) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def _fill(self, buffer: memoryview) -> tuple[int, bool]:
+        return await sockio.fill(self.sock, buffer, self.moved)
+
+    async def close(self) -> None:
+        self.sock.close()
+
+    async def send_file(self, source: Download, offset: int) -> None:
+        fd = source.fileno()
+        if fd is None:
+            await super().send_file(source, offset)
+            return
+        throttle = self.throttle
+        while True:
+            count = throttle.chunk
+            if not throttle.unlimited:
+                # Pay only for bytes the file still has: a whole chunk paid
+                # for a short tail is bandwidth every other transfer loses.
+                left = os.fstat(fd).st_size - offset
+                if left <= 0:
+                    return
+                count = min(count, left)
+                await throttle.pace(count)
+            sent = await sockio.sendfile(self.sock, fd, offset, count, self.moved)
+            offset += sent
+            if sent < count:
+                return
+
+    async def receive_file(self, target: Upload) -> None:
+        fd = target.fileno()
+        pipe = self._pipe
+        if fd is None or pipe is None or not sockio.CAN_SPLICE:
+            await super().receive_file(target)
+            return
+        throttle = self.throttle
+        while True:
+            received, eof = await sockio.splice(self.sock, pipe, fd, throttle.chunk, self.moved)
+            if received and not throttle.unlimited:
+                await throttle.pace(received)
+            if eof:
+                return

@@ -1,17 +1,22 @@
 """A user's view of the path IO: virtual paths in, confined real paths used.
 
-Also turns file-system errors into the protocol core's :class:`Failure`
-vocabulary, and carries out the core's :class:`FileQuery` and
-:class:`FileChange` requests.
+Everything the I/O layer does to files for a session goes through here
+(queries, changes, listings, opening files for transfers), so every path is
+confined to the user's root on the way (:meth:`AbstractPathIO.confine`),
+and nothing reaches the path IO by a side door. Also turns file-system
+errors into the protocol core's :class:`Failure` vocabulary.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import secrets
+import time
 from pathlib import PurePosixPath
 
-from ftp_cluster.worker.pathio.base import AbstractPathIO
+from ftp_cluster.worker.pathio.base import AbstractPathIO, Download, Upload, UploadMode
+from ftp_cluster.worker.protocol.files import Listing
 from ftp_cluster.worker.protocol.paths import real_path
 from ftp_cluster.worker.protocol.requests import (
     Done,
@@ -37,6 +42,8 @@ _FAILURES: dict[int, Failure] = {
     errno.ELOOP: Failure.DENIED,
     errno.ETIMEDOUT: Failure.TIMEOUT,
 }
+#: Names STOU tries after the one it was given, each with a random suffix.
+_UNIQUE_ATTEMPTS = 8
 
 
 def failure_from(error: OSError) -> Failed:
@@ -51,35 +58,82 @@ def failure_from(error: OSError) -> Failed:
 class UserFileSystem:
     """File operations for one logged-in user, confined to the user's real root."""
 
-    __slots__ = ("path_io", "root")
+    __slots__ = ("_path_io", "root")
 
     def __init__(self, path_io: AbstractPathIO, root: PurePosixPath) -> None:
-        self.path_io = path_io
+        self._path_io = path_io
         self.root = root
 
-    async def real(self, virtual: PurePosixPath) -> PurePosixPath:
+    async def _real(self, virtual: PurePosixPath) -> PurePosixPath:
         """The confined real path (raises PathIOError when it escapes the root)."""
-        return await self.path_io.confine(self.root, real_path(self.root, virtual))
+        return await self._path_io.confine(self.root, real_path(self.root, virtual))
+
+    # -- requests of the core ---------------------------------------------------------
 
     async def query(self, request: FileQuery) -> Outcome:
         try:
-            return Done(await self.path_io.info(await self.real(request.path)))
+            return Done(await self._path_io.info(await self._real(request.path)))
         except OSError as error:
             return failure_from(error)
 
     async def change(self, request: FileChange) -> Outcome:
+        path_io = self._path_io
         try:
-            path = await self.real(request.path)
+            path = await self._real(request.path)
             match request.verb:
                 case "MKD":
-                    await self.path_io.mkdir(path)
+                    await path_io.mkdir(path)
                 case "RMD":
-                    await self.path_io.rmdir(path)
+                    await path_io.rmdir(path)
                 case "DELE":
-                    await self.path_io.unlink(path)
+                    await path_io.unlink(path)
                 case "RNTO":
                     assert request.target is not None
-                    await self.path_io.rename(path, await self.real(request.target))
+                    await path_io.rename(path, await self._real(request.target))
+                case "MFMT":
+                    assert request.mtime is not None
+                    await path_io.set_modified(path, request.mtime)
         except OSError as error:
             return failure_from(error)
         return Done()
+
+    async def listing(self, virtual: PurePosixPath) -> Outcome:
+        """What is at ``virtual``: a directory's entries, or the one file."""
+        path_io = self._path_io
+        try:
+            real = await self._real(virtual)
+            here = await path_io.info(real)
+            if not here.is_dir:
+                return Done(Listing(here, (here,), here, time.time()))
+            entries = await path_io.list(real)
+            parent = here
+            if virtual != virtual.parent:
+                parent = await path_io.info(await self._real(virtual.parent))
+        except OSError as error:
+            return failure_from(error)
+        return Done(Listing(here, entries, parent, time.time()))
+
+    # -- files for transfers (OSError is the caller's to turn into a Failure) ----------
+
+    async def open_download(self, virtual: PurePosixPath, offset: int) -> Download:
+        return await self._path_io.open_download(await self._real(virtual), offset)
+
+    async def open_upload(self, virtual: PurePosixPath, mode: UploadMode, offset: int) -> Upload:
+        return await self._path_io.open_upload(await self._real(virtual), mode, offset)
+
+    async def create_unique(self, virtual: PurePosixPath) -> tuple[str, Upload]:
+        """A new file named ``virtual.name``, or that name with a random suffix (STOU).
+
+        Creation is exclusive, so two uploads never get the same name.
+        """
+        name = virtual.name
+        for _ in range(_UNIQUE_ATTEMPTS):
+            try:
+                upload = await self.open_upload(virtual.parent / name, "create", 0)
+            except OSError as error:
+                if error.errno != errno.EEXIST:
+                    raise
+                name = f"{virtual.name}.{secrets.token_hex(4)}"
+                continue
+            return name, upload
+        raise FileExistsError(errno.EEXIST, "no unique name found", str(virtual))

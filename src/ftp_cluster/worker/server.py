@@ -26,7 +26,7 @@ from ftp_cluster.shared.settings import ClusterConfig, ServerSettings
 from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
-from ftp_cluster.worker.datachannel import PortPool
+from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
@@ -44,8 +44,8 @@ class ServerStats:
     """What :meth:`Server.stats` reports: live sessions and totals since start."""
 
     sessions: int
-    bytes_read: int
-    bytes_written: int
+    bytes_uploaded: int
+    bytes_downloaded: int
     started: float
     accepted: int = 0  # control connections accepted
     refused: int = 0  # of those, refused admission (421): a limit, or Redis down
@@ -100,6 +100,8 @@ class Server:
                 users=self.users,
                 welcome_message=self.settings.welcome_message,
                 system_type=self.settings.system_type,
+                max_line_length=self.settings.max_line_length,
+                masquerade_address=self.settings.masquerade_address,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -158,6 +160,9 @@ class Server:
         await self.limits.start()
         loop = asyncio.get_running_loop()
         for sock in sockets:
+            # Urgent data stays in the stream: an ABOR sent with MSG_OOB
+            # (stdlib ftplib.abort) arrives whole. Accepted sockets inherit it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
             server = await loop.create_server(
                 lambda: ControlConnection(self._ctx), sock=sock, backlog=_BACKLOG
             )
@@ -213,8 +218,8 @@ class Server:
         counters = self._ctx.counters
         return ServerStats(
             sessions=len(self._ctx.connections),
-            bytes_read=counters.bytes_read,
-            bytes_written=counters.bytes_written,
+            bytes_uploaded=counters.bytes_uploaded,
+            bytes_downloaded=counters.bytes_downloaded,
             started=self._started,
             accepted=self._ctx.accepted,
             refused=self._ctx.refused,

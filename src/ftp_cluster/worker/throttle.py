@@ -31,17 +31,17 @@ UNLIMITED_CHUNK = 1 << 30
 class ConnectionBuckets:
     """A session's per-connection buckets, made on first use and kept for its life."""
 
-    read: TokenBucket | None = None
-    write: TokenBucket | None = None
+    upload: TokenBucket | None = None
+    download: TokenBucket | None = None
 
     def get(self, upload: bool, rate: int) -> TokenBucket:
-        bucket = self.read if upload else self.write
+        bucket = self.upload if upload else self.download
         if bucket is None or bucket.rate != rate:
             bucket = TokenBucket(rate)
             if upload:
-                self.read = bucket
+                self.upload = bucket
             else:
-                self.write = bucket
+                self.download = bucket
         return bucket
 
 
@@ -82,8 +82,12 @@ def throttle_for(
     *,
     upload: bool,
 ) -> Throttle:
-    """The throttle for one transfer in one direction."""
-    direction = "read" if upload else "write"
+    """The throttle for one transfer in one direction.
+
+    The settings keep aioftp's names: "read" is what the server reads
+    (uploads), "write" what it writes (downloads).
+    """
+    direction = "upload" if upload else "download"
     shared: list[Bucket] = []
     server_rate = settings.read_speed_limit if upload else settings.write_speed_limit
     if server_rate:

@@ -13,7 +13,11 @@ Uploads are atomic: :meth:`AbstractPathIO.open_upload` in ``"replace"`` mode
 writes to a hidden temporary file beside the target and only
 :meth:`Upload.commit` puts it in place, so a failed upload never leaves a
 half-written file where the old one was. ``"append"`` and ``"offset"`` modes
-(APPE, REST+STOR) write in place, as resuming requires.
+(APPE, REST+STOR) write in place, as resuming requires. ``"create"`` (STOU)
+creates a file that must not exist yet, and removes it again on abort.
+
+:class:`FileInfo` belongs to the protocol core (it decides what clients see
+of a file); it is re-exported here for path IO implementations.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import abc
 import errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from ftp_cluster.worker.protocol.files import FileInfo
 
 __all__ = [
     "AbstractPathIO",
@@ -36,7 +41,7 @@ __all__ = [
     "confine_lexically",
 ]
 
-UploadMode = Literal["replace", "append", "offset"]
+UploadMode = Literal["replace", "append", "offset", "create"]
 
 
 class PathIOError(OSError):
@@ -57,21 +62,6 @@ def confine_lexically(root: PurePosixPath, path: PurePosixPath) -> None:
         raise PathIOError(errno.EINVAL, "path contains a NUL byte", str(path))
     if ".." in path.parts or not path.is_relative_to(root):
         raise PathIOError.outside_root(path)
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    """What LIST and MLSD show of one entry (``name`` is the last path component)."""
-
-    name: str
-    is_dir: bool
-    size: int
-    mtime: float  # seconds since the epoch, UTC
-    ctime: float
-    mode: int  # st_mode permission bits and type
-    nlink: int
-    unique: str  # stable id for MLST "unique" (dev-inode for disks)
-    is_link: bool = False
 
 
 class Upload(abc.ABC):
@@ -133,15 +123,6 @@ class AbstractPathIO(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def exists(self, path: PurePosixPath) -> bool: ...
-
-    @abc.abstractmethod
-    async def is_dir(self, path: PurePosixPath) -> bool: ...
-
-    @abc.abstractmethod
-    async def is_file(self, path: PurePosixPath) -> bool: ...
-
-    @abc.abstractmethod
     async def info(self, path: PurePosixPath) -> FileInfo:
         """Stat one entry (raises PathIOError ENOENT when missing)."""
 
@@ -150,7 +131,8 @@ class AbstractPathIO(abc.ABC):
         """Entries of a directory, without ``.`` and ``..``, sorted by name."""
 
     @abc.abstractmethod
-    async def mkdir(self, path: PurePosixPath, *, parents: bool = False) -> None: ...
+    async def mkdir(self, path: PurePosixPath) -> None:
+        """Create one directory; its parent must exist."""
 
     @abc.abstractmethod
     async def rmdir(self, path: PurePosixPath) -> None:
@@ -163,6 +145,10 @@ class AbstractPathIO(abc.ABC):
     async def rename(self, source: PurePosixPath, destination: PurePosixPath) -> None: ...
 
     @abc.abstractmethod
+    async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
+        """Set the modification time (MFMT); the access time is kept."""
+
+    @abc.abstractmethod
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         """Open a regular file for reading from ``offset`` (past the end: reads nothing)."""
 
@@ -170,4 +156,7 @@ class AbstractPathIO(abc.ABC):
     async def open_upload(
         self, path: PurePosixPath, mode: UploadMode = "replace", offset: int = 0
     ) -> Upload:
-        """Open a file for writing; the parent directory must exist (else ENOENT)."""
+        """Open a file for writing; the parent directory must exist (else ENOENT).
+
+        ``"create"`` raises EEXIST if ``path`` exists (STOU then tries another name).
+        """

@@ -37,6 +37,7 @@ from ftp_cluster.worker.pathio.base import (
     UploadMode,
     confine_lexically,
 )
+from ftp_cluster.worker.pathio.statx import Status, stat_entry
 
 __all__ = ["TEMP_MARK", "AsyncPathIO", "PathIO"]
 
@@ -64,23 +65,14 @@ class _LocalPathIO(AbstractPathIO):
     async def confine(self, root: PurePosixPath, path: PurePosixPath) -> PurePosixPath:
         return await self._run(functools.partial(_confine, root, path))
 
-    async def exists(self, path: PurePosixPath) -> bool:
-        return await self._run(functools.partial(os.path.lexists, path))
-
-    async def is_dir(self, path: PurePosixPath) -> bool:
-        return await self._run(functools.partial(os.path.isdir, path))
-
-    async def is_file(self, path: PurePosixPath) -> bool:
-        return await self._run(functools.partial(os.path.isfile, path))
-
     async def info(self, path: PurePosixPath) -> FileInfo:
         return await self._run(functools.partial(_info, path))
 
     async def list(self, path: PurePosixPath) -> Sequence[FileInfo]:
         return await self._run(functools.partial(_list, path))
 
-    async def mkdir(self, path: PurePosixPath, *, parents: bool = False) -> None:
-        await self._run(functools.partial(os.makedirs if parents else os.mkdir, path))
+    async def mkdir(self, path: PurePosixPath) -> None:
+        await self._run(functools.partial(os.mkdir, path))
 
     async def rmdir(self, path: PurePosixPath) -> None:
         await self._run(functools.partial(os.rmdir, path))
@@ -91,6 +83,9 @@ class _LocalPathIO(AbstractPathIO):
     async def rename(self, source: PurePosixPath, destination: PurePosixPath) -> None:
         await self._run(functools.partial(os.rename, source, destination))
 
+    async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
+        await self._run(functools.partial(_set_modified, path, mtime))
+
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         opening = functools.partial(self._open_download, path, offset)
         return await self._run(opening, _LocalDownload.discard)
@@ -100,6 +95,8 @@ class _LocalPathIO(AbstractPathIO):
     ) -> Upload:
         if mode == "replace":
             opening = functools.partial(self._open_replace, path)
+        elif mode == "create":
+            opening = functools.partial(self._open_new, path)
         else:
             opening = functools.partial(self._open_in_place, path, mode == "append", offset)
         return await self._run(opening, _LocalUpload.discard)
@@ -126,6 +123,11 @@ class _LocalPathIO(AbstractPathIO):
             os.close(fd)
             raise
         return _LocalUpload(self, _writer(fd), path, None)
+
+    def _open_new(self, path: PurePosixPath) -> _LocalUpload:
+        # O_EXCL makes the name ours; it is unlinked again if the upload fails.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        return _LocalUpload(self, _writer(fd), path, path)
 
     def _open_replace(self, path: PurePosixPath) -> _LocalUpload:
         try:
@@ -224,7 +226,12 @@ class _LocalDownload(Download):
 
 
 class _LocalUpload(Upload):
-    """A file opened for writing: a hidden temporary (``temp``) or the target itself."""
+    """A file opened for writing: a hidden temporary (``temp``) or the target itself.
+
+    ``temp`` is the file to remove on abort: the temporary of a "replace"
+    upload, or the target of a "create" one (then ``temp == target``, and
+    commit has nothing to rename).
+    """
 
     def __init__(
         self,
@@ -272,7 +279,7 @@ class _LocalUpload(Upload):
                 raise _finished("upload")
             try:
                 self._file.close()  # flushes; no fsync, as no FTP server waits for one
-                if self._temp is not None:
+                if self._temp is not None and self._temp != self._target:
                     os.replace(self._temp, self._target)
             except BaseException:
                 self._discard_locked()
@@ -335,29 +342,27 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
-def _file_info(name: str, status: os.stat_result, is_link: bool) -> FileInfo:
+def _file_info(name: str, status: Status) -> FileInfo:
     return FileInfo(
         name=name,
-        is_dir=stat.S_ISDIR(status.st_mode),
-        size=status.st_size,
-        mtime=status.st_mtime,
-        ctime=status.st_ctime,
-        mode=status.st_mode,
-        nlink=status.st_nlink,
-        unique=f"{status.st_dev:x}g{status.st_ino:x}",
-        is_link=is_link,
+        is_dir=stat.S_ISDIR(status.mode),
+        size=status.size,
+        mtime=status.mtime,
+        mode=status.mode,
+        nlink=status.nlink,
+        unique=f"{status.dev:x}g{status.ino:x}",
+        created=status.birth,
     )
 
 
 def _info(path: PurePosixPath) -> FileInfo:
-    status = os.lstat(path)
-    if not stat.S_ISLNK(status.st_mode):
-        return _file_info(path.name, status, is_link=False)
-    # A link confine() accepted: describe its target (CWD into a linked
-    # directory needs is_dir), or the link itself when it dangles.
-    with contextlib.suppress(OSError):
-        status = os.stat(path)
-    return _file_info(path.name, status, is_link=True)
+    status = stat_entry(path)
+    if stat.S_ISLNK(status.mode):
+        # A link confine() accepted: describe its target (CWD into a linked
+        # directory needs is_dir), or the link itself when it dangles.
+        with contextlib.suppress(OSError):
+            status = stat_entry(path, follow_symlinks=True)
+    return _file_info(path.name, status)
 
 
 def _list(path: PurePosixPath) -> list[FileInfo]:
@@ -365,14 +370,19 @@ def _list(path: PurePosixPath) -> list[FileInfo]:
     with os.scandir(path) as entries:
         for entry in entries:
             try:
-                # lstat: a listing shows links as links and never reveals
-                # anything about what they point to.
-                status = entry.stat(follow_symlinks=False)
+                # Not following links: a listing shows links as links and
+                # never reveals anything about what they point to.
+                status = stat_entry(entry.path)
             except FileNotFoundError:
                 continue  # removed while we were listing
-            infos.append(_file_info(entry.name, status, stat.S_ISLNK(status.st_mode)))
+            infos.append(_file_info(entry.name, status))
     infos.sort(key=lambda info: info.name)
     return infos
+
+
+def _set_modified(path: PurePosixPath, mtime: float) -> None:
+    current = os.stat(path)
+    os.utime(path, ns=(current.st_atime_ns, round(mtime * 1e9)))
 
 
 def _open_regular(path: PurePosixPath, flags: int) -> int:

@@ -32,11 +32,11 @@ _devices = itertools.count(1)
 
 
 class _Node:
-    __slots__ = ("ctime", "ino", "mtime")
+    __slots__ = ("born", "ino", "mtime")
 
     def __init__(self, ino: int, now: float) -> None:
         self.ino = ino
-        self.ctime = now
+        self.born = now
         self.mtime = now
 
 
@@ -56,7 +56,7 @@ class _Dir(_Node):
         self.children: dict[str, _Node] = {}
 
     def changed(self, now: float) -> None:
-        self.mtime = self.ctime = now
+        self.mtime = now
 
 
 class MemoryPathIO(AbstractPathIO):
@@ -82,15 +82,6 @@ class MemoryPathIO(AbstractPathIO):
         confine_lexically(root, path)
         return path
 
-    async def exists(self, path: PurePosixPath) -> bool:
-        return self._find(path) is not None
-
-    async def is_dir(self, path: PurePosixPath) -> bool:
-        return isinstance(self._find(path), _Dir)
-
-    async def is_file(self, path: PurePosixPath) -> bool:
-        return isinstance(self._find(path), _File)
-
     async def info(self, path: PurePosixPath) -> FileInfo:
         return self._info(path.name, self._lookup(path))
 
@@ -100,24 +91,15 @@ class MemoryPathIO(AbstractPathIO):
             raise _error(errno.ENOTDIR, path)
         return [self._info(name, child) for name, child in sorted(node.children.items())]
 
-    async def mkdir(self, path: PurePosixPath, *, parents: bool = False) -> None:
-        names = _names(path)
-        if not names:
+    async def mkdir(self, path: PurePosixPath) -> None:
+        if not _names(path):
             raise _error(errno.EEXIST, path)
-        node, now = self._root, time.time()
-        for index, name in enumerate(names):
-            last = index == len(names) - 1
-            child = node.children.get(name)
-            if child is None:
-                if not (parents or last):
-                    raise _error(errno.ENOENT, path)
-                child = node.children[name] = _Dir(next(self._inodes), now)
-                node.changed(now)
-            elif last:
-                raise _error(errno.EEXIST, path)
-            if not isinstance(child, _Dir):
-                raise _error(errno.ENOTDIR, path)
-            node = child
+        parent, name = self._parent(path)
+        if name in parent.children:
+            raise _error(errno.EEXIST, path)
+        now = time.time()
+        parent.children[name] = _Dir(next(self._inodes), now)
+        parent.changed(now)
 
     async def rmdir(self, path: PurePosixPath) -> None:
         parent, name = self._parent(path)
@@ -158,6 +140,9 @@ class MemoryPathIO(AbstractPathIO):
         source_parent.changed(now)
         target_parent.changed(now)
 
+    async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
+        self._lookup(path).mtime = mtime
+
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         node = self._lookup(path)
         if isinstance(node, _Dir):
@@ -178,6 +163,13 @@ class MemoryPathIO(AbstractPathIO):
             raise _error(errno.EINVAL, path)
         if mode == "replace":
             return _ReplaceUpload(self, path)
+        if mode == "create":
+            if node is not None:
+                raise _error(errno.EEXIST, path)
+            # Reserves the name at once (STOU announces it); removed on abort.
+            placeholder = _File(next(self._inodes), time.time(), bytearray())
+            parent.children[name] = placeholder
+            return _ReplaceUpload(self, path, placeholder)
         if node is None:
             now = time.time()
             node = parent.children[name] = _File(next(self._inodes), now, bytearray())
@@ -196,13 +188,14 @@ class MemoryPathIO(AbstractPathIO):
         parent.children[name] = _File(next(self._inodes), now, data)
         parent.changed(now)
 
-    # -- tree walking ---------------------------------------------------------
+    def _remove_placeholder(self, path: PurePosixPath, placeholder: _File) -> None:
+        """Take back a name reserved by a "create" upload that failed."""
+        parent, name = self._parent(path)
+        if parent.children.get(name) is placeholder:
+            del parent.children[name]
+            parent.changed(time.time())
 
-    def _find(self, path: PurePosixPath) -> _Node | None:
-        try:
-            return self._lookup(path)
-        except PathIOError:
-            return None
+    # -- tree walking ---------------------------------------------------------
 
     def _lookup(self, path: PurePosixPath) -> _Node:
         node: _Node = self._root
@@ -232,7 +225,7 @@ class MemoryPathIO(AbstractPathIO):
             is_dir=is_dir,
             size=len(node.data) if isinstance(node, _File) else 0,
             mtime=node.mtime,
-            ctime=node.ctime,
+            created=node.born,
             mode=_DIR_MODE if is_dir else _FILE_MODE,
             nlink=2 if is_dir else 1,
             unique=f"{self._device:x}g{node.ino:x}",
@@ -269,11 +262,18 @@ class _MemoryDownload(Download):
 
 
 class _ReplaceUpload(Upload):
-    """Builds a new buffer, installed at the path only on commit."""
+    """Builds a new buffer, installed at the path only on commit.
 
-    def __init__(self, tree: MemoryPathIO, path: PurePosixPath) -> None:
+    ``placeholder`` is the empty file that reserves a new name ("create"):
+    removed again if the upload is aborted.
+    """
+
+    def __init__(
+        self, tree: MemoryPathIO, path: PurePosixPath, placeholder: _File | None = None
+    ) -> None:
         self._tree = tree
         self._path = path
+        self._placeholder = placeholder
         self._buffer: bytearray | None = bytearray()
         self._committed = False
 
@@ -292,6 +292,8 @@ class _ReplaceUpload(Upload):
         self._committed = True
 
     async def abort(self) -> None:
+        if self._buffer is not None and self._placeholder is not None:
+            self._tree._remove_placeholder(self._path, self._placeholder)
         self._buffer = None
 
 
@@ -316,7 +318,7 @@ class _InPlaceUpload(Upload):
             end = start + len(data)
             buffer[start:end] = data
             self._position = end
-        node.mtime = node.ctime = time.time()
+        node.mtime = time.time()
 
     async def commit(self) -> None:
         self._node = None

@@ -1,4 +1,4 @@
-"""Command lines: framing limits and parsing into :class:`Command` values."""
+"""Command lines parsed into :class:`Command` values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ __all__ = ["Command", "CommandError", "parse_command"]
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A parsed command: upper-case verb and its raw argument (may be empty)."""
+    """A parsed command: upper-case verb and its raw argument (may be empty).
+
+    Its repr and :meth:`redacted` never show a password, so a command can be
+    logged, or appear in a traceback, without leaking one.
+    """
 
     verb: str
     argument: str
@@ -20,6 +24,9 @@ class Command:
             return "PASS ****"
         return f"{self.verb} {self.argument}".rstrip()
 
+    def __repr__(self) -> str:
+        return f"Command({self.redacted()!r})"
+
 
 class CommandError(ValueError):
     """A line that is not a command at all (the reply is 500)."""
@@ -29,14 +36,14 @@ _MAX_VERB = 8
 
 
 def parse_command(line: bytes) -> Command:
-    """Parse one line without its line ending.
+    """Parse one line (without its line end and Telnet commands).
 
     Arguments are UTF-8 (RFC 2640); undecodable bytes are kept as surrogate
     escapes so that file names round-trip, instead of failing the command.
     """
     text = line.decode("utf-8", "surrogateescape")
-    # Telnet IP/DM and other control bytes that some clients put before ABOR.
-    text = text.lstrip("\xff\xf4\xf2\x00 ").replace("\x00", "")
+    # Telnet NUL is a no-op (RFC 854); a stray IP/DM byte or space may lead.
+    text = text.replace("\x00", "").lstrip("\udcf2\udcf4 ")  # noqa: B005 - a set of characters
     verb, _, argument = text.partition(" ")
     verb = verb.upper()
     if not verb or len(verb) > _MAX_VERB or not verb.isascii() or not verb.isalpha():

@@ -1,16 +1,28 @@
-"""Directory listings: LIST (``ls -l`` style), NLST, and MLSx facts (RFC 3659)."""
+"""Directory listings: LIST (``ls -l`` style), NLST, MLSx facts (RFC 3659), STAT.
+
+Rendering is the core's: the I/O layer only reads the directory into a
+:class:`~.files.Listing`, and sends the bytes rendered here.
+"""
 
 from __future__ import annotations
 
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Literal
 
-from ftp_cluster.worker.pathio.base import FileInfo
+from ftp_cluster.worker.protocol.files import FileInfo, Listing
 
-__all__ = ["FACTS", "join_lines", "list_line", "mlsx_facts", "mlsx_line", "modify_time"]
+__all__ = ["FACTS", "join_lines", "list_line", "mlsx_facts", "modify_time", "render"]
 
 _SIX_MONTHS = 182 * 24 * 3600
+
+#: The facts this server knows, in the order they are sent.
+FACTS = ("type", "size", "modify", "create", "perm", "unique")
+
+#: ``(readable, writable)`` for a virtual path: the session's permissions.
+Rights = Callable[[PurePosixPath], tuple[bool, bool]]
 
 
 def modify_time(timestamp: float) -> str:
@@ -31,14 +43,8 @@ def list_line(info: FileInfo, now: float) -> str:
 
 def _perm(info: FileInfo, readable: bool, writable: bool) -> str:
     if info.is_dir:
-        flags = ("el" if readable else "") + ("cmfp" if writable else "")
-    else:
-        flags = ("r" if readable else "") + ("adfw" if writable else "")
-    return flags
-
-
-#: The facts this server knows, in the order they are sent.
-FACTS = ("type", "size", "modify", "create", "perm", "unique")
+        return ("el" if readable else "") + ("cmfp" if writable else "")
+    return ("r" if readable else "") + ("adfw" if writable else "")
 
 
 def mlsx_facts(
@@ -49,22 +55,65 @@ def mlsx_facts(
     kind: str | None = None,
     wanted: tuple[str, ...] = FACTS,
 ) -> str:
-    """The fact string for one entry; ``kind`` overrides ``type`` (cdir, pdir)."""
-    values = {
-        "type": kind or ("dir" if info.is_dir else "file"),
-        "size": str(info.size),
-        "modify": modify_time(info.mtime),
-        "create": modify_time(info.ctime),
-        "perm": _perm(info, readable, writable),
-        "unique": info.unique,
-    }
-    return "".join(f"{fact}={values[fact]};" for fact in wanted)
+    """The fact string for one entry; ``kind`` overrides ``type`` (cdir, pdir).
+
+    ``create`` is sent only where the birth time is known.
+    """
+    parts: list[str] = []
+    for fact in wanted:
+        if fact == "type":
+            value = kind or ("dir" if info.is_dir else "file")
+        elif fact == "size":
+            value = str(info.size)
+        elif fact == "modify":
+            value = modify_time(info.mtime)
+        elif fact == "create":
+            if info.created is None:
+                continue
+            value = modify_time(info.created)
+        elif fact == "perm":
+            value = _perm(info, readable, writable)
+        else:
+            value = info.unique
+        parts.append(f"{fact}={value};")
+    return "".join(parts)
 
 
-def mlsx_line(facts: str, name: str) -> str:
-    return f"{facts} {name}"
+def render(
+    kind: Literal["LIST", "NLST", "MLSD", "STAT"],
+    path: PurePosixPath,
+    listing: Listing,
+    rights: Rights,
+    wanted: tuple[str, ...] = FACTS,
+) -> list[str]:
+    """The lines of a listing of ``path`` (a directory, or one file)."""
+    entries = listing.entries
+    if kind == "NLST":
+        return [entry.name for entry in entries]
+    if kind in ("LIST", "STAT"):
+        return [list_line(entry, listing.now) for entry in entries]
+
+    def facts(where: PurePosixPath, info: FileInfo, as_kind: str | None = None) -> str:
+        readable, writable = rights(where)
+        return mlsx_facts(info, readable=readable, writable=writable, kind=as_kind, wanted=wanted)
+
+    lines = [
+        f"{facts(path, listing.here, 'cdir')} .",
+        f"{facts(path.parent, listing.parent, 'pdir')} ..",
+    ]
+    lines += [f"{facts(path / entry.name, entry)} {entry.name}" for entry in entries]
+    return lines
 
 
 def join_lines(lines: Iterable[str]) -> bytes:
-    """Listing lines as sent on the data connection (CRLF terminated)."""
-    return "".join(f"{line}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    """Listing lines as sent on the data connection (CRLF terminated).
+
+    A CR or LF inside a name would forge a line: they are sent as spaces.
+    """
+    return "".join(f"{_one_line(line)}\r\n" for line in lines).encode("utf-8", "surrogateescape")
+
+
+def _one_line(line: str) -> str:
+    if "\r" in line or "\n" in line:
+        return line.replace("\r", " ").replace("\n", " ")
+    return line

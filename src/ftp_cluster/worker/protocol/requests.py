@@ -1,43 +1,47 @@
 """What the protocol core asks the I/O layer to do, and what it hears back.
 
-The core (:mod:`.session`) never touches a socket or a file. A command that
-needs I/O yields one of these frozen :class:`Request` values; the I/O layer
-carries it out and hands the :class:`Outcome` back to
+The core (:mod:`.session`) never touches a socket or a file. Out of
+:meth:`~ftp_cluster.worker.protocol.session.Session.next_event` come bytes to
+send, a :class:`Signal`, or one of these frozen :class:`Request` values. The
+I/O layer carries a request out and hands the :class:`Outcome` back to
 :meth:`~ftp_cluster.worker.protocol.session.Session.complete`, which decides
-the reply and the next state. Tests drive the core the same way, with real
-outcomes written by hand.
+the reply and the next state. Tests and the fuzzer drive the core the same
+way, with outcomes written by hand.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
-from ftp_cluster.shared.users import User
-from ftp_cluster.worker.protocol.replies import Reply
-
 __all__ = [
+    "LISTINGS",
+    "UPLOADS",
     "Abort",
     "Authenticate",
     "Close",
     "DataEndpoint",
     "Done",
+    "Event",
     "Failed",
     "Failure",
     "FileChange",
     "FileQuery",
+    "ListPath",
     "Logout",
     "OpenPassive",
     "Outcome",
+    "Progress",
     "Request",
+    "Signal",
     "Transfer",
     "TransferKind",
 ]
 
-TransferKind = Literal["RETR", "STOR", "APPE", "LIST", "NLST", "MLSD"]
-UPLOADS: frozenset[str] = frozenset({"STOR", "APPE"})
+TransferKind = Literal["RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"]
+UPLOADS: frozenset[str] = frozenset({"STOR", "STOU", "APPE"})
 LISTINGS: frozenset[str] = frozenset({"LIST", "NLST", "MLSD"})
 
 
@@ -58,22 +62,22 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Authenticate(Request):
-    """Check ``password`` (``None``: no check) and take a slot in the user's count."""
+    """Find ``login``'s account, check ``password`` (``None``: none was asked for)
+    and take a slot in the user's count; Done carries the
+    :class:`~ftp_cluster.shared.users.User`."""
 
-    user: User
-    password: str | None
+    login: str
+    password: str | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Logout(Request):
-    """Give up the user slot (USER on a logged-in session), then send ``reply``."""
-
-    reply: Reply
+    """Give up the user slot (USER on a logged-in session)."""
 
 
 @dataclass(frozen=True, slots=True)
 class FileQuery(Request):
-    """Look up one path (its :class:`~ftp_cluster.worker.pathio.base.FileInfo`)."""
+    """Look up one path; Done carries its :class:`~.files.FileInfo`."""
 
     verb: Literal["CWD", "SIZE", "MDTM", "MLST"]
     path: PurePosixPath
@@ -81,11 +85,22 @@ class FileQuery(Request):
 
 @dataclass(frozen=True, slots=True)
 class FileChange(Request):
-    """Change the tree: MKD, RMD, DELE, or rename ``path`` to ``target``."""
+    """Change the tree: MKD, RMD, DELE, rename ``path`` to ``target`` (RNTO),
+    or set ``path``'s modification time to ``mtime`` (MFMT)."""
 
-    verb: Literal["MKD", "RMD", "DELE", "RNTO"]
+    verb: Literal["MKD", "RMD", "DELE", "RNTO", "MFMT"]
     path: PurePosixPath
     target: PurePosixPath | None = None
+    mtime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListPath(Request):
+    """Read a directory (or one file) for LIST, NLST, MLSD or STAT; Done carries
+    a :class:`~.files.Listing`, which the core renders."""
+
+    kind: Literal["LIST", "NLST", "MLSD", "STAT"]
+    path: PurePosixPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +110,35 @@ class OpenPassive(Request):
     extended: bool
 
 
+class Progress:
+    """Bytes a running transfer has moved: the I/O layer counts, STAT reads."""
+
+    __slots__ = ("moved",)
+
+    def __init__(self) -> None:
+        self.moved = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Transfer(Request):
-    """Move a file or a listing over the data connection.
+    """Move a file or a rendered listing over the data connection.
 
     The I/O layer opens the file first (a failure there is replied without a
-    ``preliminary``), then sends ``preliminary`` and connects the data channel.
+    preliminary reply), then sends what
+    :meth:`~ftp_cluster.worker.protocol.session.Session.opening` gives it,
+    gets the data connection and moves the bytes, counting them in
+    ``progress``. ``payload`` is the listing text of LIST, NLST and MLSD.
+    ``ascii``: TYPE A, line ends translated on the wire. For STOU, ``path``
+    names the directory and the preferred name of the file to create.
     """
 
     kind: TransferKind
     path: PurePosixPath
     endpoint: DataEndpoint
-    preliminary: Reply
     offset: int = 0
+    ascii: bool = False
+    payload: bytes | None = field(default=None, repr=False)
+    progress: Progress = field(default_factory=Progress, compare=False, repr=False)
 
     @property
     def is_upload(self) -> bool:
@@ -120,14 +151,24 @@ class Transfer(Request):
 
 @dataclass(frozen=True, slots=True)
 class Abort(Request):
-    """ABOR: stop the running transfer and close any data listener."""
+    """ABOR with no transfer running: close any data listener."""
 
 
 @dataclass(frozen=True, slots=True)
 class Close(Request):
-    """Release every limit slot, send ``reply``, then close the control connection."""
+    """QUIT: release every limit slot (the core then says goodbye and hangs up)."""
 
-    reply: Reply
+
+class Signal(enum.Enum):
+    """What the core tells the I/O layer besides bytes and requests."""
+
+    #: Stop the running transfer (ABOR arrived); complete it with ``ABORTED``.
+    CANCEL = "cancel"
+    #: Close the control connection once the bytes handed out are sent.
+    HANGUP = "hangup"
+
+
+Event = bytes | Request | Signal
 
 
 class Failure(enum.Enum):
@@ -142,6 +183,8 @@ class Failure(enum.Enum):
     IO_ERROR = "local error in processing"
     TIMEOUT = "operation timed out"
     BAD_PASSWORD = "login incorrect"
+    #: Replied exactly as a bad password, so that logins cannot be probed.
+    UNKNOWN_USER = "unknown user"
     USER_LIMIT = "too many connections for this user"
     UNAVAILABLE = "service not available, try again later"
     NO_PASSIVE_PORT = "no free passive port"
@@ -152,7 +195,7 @@ class Failure(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """Success; ``value`` depends on the request (FileInfo, (host, port), byte count)."""
+    """Success; ``value`` depends on the request (User, FileInfo, Listing, (host, port))."""
 
     value: object = None
 

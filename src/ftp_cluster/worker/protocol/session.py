@@ -1,30 +1,41 @@
-"""The FTP session as a state machine: commands in, replies and requests out.
+"""The FTP session as a state machine that owns its bytes: bytes in, events out.
 
-No sockets, no asyncio, no file system: :meth:`Session.handle` takes one
-parsed command and returns either a :class:`Reply` to send or a
-:class:`~.requests.Request` for the I/O layer, which reports back through
-:meth:`Session.complete`. One request is in flight at a time; the I/O layer
-queues further commands meanwhile (ABOR excepted).
+No sockets, no asyncio, no file system. The I/O layer feeds what the control
+connection received to :meth:`Session.receive_data` and then asks
+:meth:`Session.next_event` until it returns ``None``. An event is
 
-Which commands exist, whether they need a login, whether they take an
-argument and whether they keep a pending REST is data (:data:`COMMANDS`);
-the handlers only decide replies.
+* ``bytes``: replies, ready to send;
+* a :class:`~.requests.Request`: something to do (a login check, a file
+  query, a transfer); its :class:`~.requests.Outcome` goes back through
+  :meth:`Session.complete`, and ``next_event`` then yields the reply;
+* a :class:`~.requests.Signal`: cancel the running transfer, or hang up.
+
+At most one request runs at a time; the session does not read further
+commands until it completes (``next_event`` returns ``None`` meanwhile), so
+the I/O layer cannot run two at once. While a transfer runs, ABOR, STAT and
+QUIT are still read and answered, as RFC 959 §4.1.3 asks; other commands
+wait their turn. Framing, the line-length limit, Telnet handling and every
+reply code and text are decided here, including the replies the I/O layer
+only triggers: refusal at connect, shutdown and idle timeout (421).
+
+Which commands exist and their rules is data (:data:`.verbs.COMMANDS`).
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-import ipaddress
-from collections.abc import Callable
+import logging
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Literal
 
+from ftp_cluster.shared.limits.base import Refusal
 from ftp_cluster.shared.users import User, UserTable
-from ftp_cluster.worker.pathio.base import FileInfo
 from ftp_cluster.worker.protocol import listing
-from ftp_cluster.worker.protocol.commands import Command
+from ftp_cluster.worker.protocol.addresses import is_ipv6, normalise_host, pasv_numbers
+from ftp_cluster.worker.protocol.commands import Command, CommandError, parse_command
+from ftp_cluster.worker.protocol.files import FileInfo, Listing
+from ftp_cluster.worker.protocol.framing import OVERLONG, LineReader, Overlong
 from ftp_cluster.worker.protocol.paths import ROOT, resolve
 from ftp_cluster.worker.protocol.replies import Reply
 from ftp_cluster.worker.protocol.requests import (
@@ -33,28 +44,38 @@ from ftp_cluster.worker.protocol.requests import (
     Close,
     DataEndpoint,
     Done,
+    Event,
     Failed,
     Failure,
     FileChange,
     FileQuery,
+    ListPath,
     Logout,
     OpenPassive,
     Outcome,
     Request,
+    Signal,
     Transfer,
-    TransferKind,
 )
+from ftp_cluster.worker.protocol.verbs import COMMANDS, quote_path
 
-__all__ = ["COMMANDS", "Phase", "Session", "SessionOptions", "Step"]
+__all__ = ["Phase", "ProtocolMisuse", "Session", "SessionOptions", "Step", "failure_reply"]
+
+log = logging.getLogger("ftp_cluster.worker")
 
 Step = Reply | Request
 
 
 class Phase(enum.Enum):
+    CONNECTING = "connecting"  # waiting for admission; received bytes are kept
     AWAIT_USER = "await-user"
     AWAIT_PASS = "await-pass"
     LOGGED_IN = "logged-in"
     CLOSED = "closed"
+
+
+class ProtocolMisuse(RuntimeError):
+    """The I/O layer broke the contract (completed a request that was not running)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,90 +85,72 @@ class SessionOptions:
     users: UserTable
     welcome_message: str = "ftp-cluster ready"
     system_type: str = "UNIX Type: L8"
-    greeting: Reply = field(init=False, repr=False, compare=False)
+    max_line_length: int = 4096
+    masquerade_address: str | None = None  # announced in PASV replies
+    greeting: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Every session sends it: made once per server, not once per session.
-        object.__setattr__(self, "greeting", Reply.of(220, self.welcome_message))
+        # Every session sends it: encoded once per server, not once per session.
+        object.__setattr__(self, "greeting", Reply.of(220, self.welcome_message).encode())
 
-
-Argument = Literal["none", "optional", "required"]
-Handler = Callable[["Session", str], Step]
-
-
-@dataclass(frozen=True, slots=True)
-class CommandSpec:
-    handler: Handler
-    login: bool = True
-    argument: Argument = "optional"
-    keeps_rest: bool = False
-
-
-FEATURES = (
-    "EPRT",
-    "EPSV",
-    "MDTM",
-    "MLST type*;size*;modify*;create*;perm*;unique*;",
-    "PASV",
-    "REST STREAM",
-    "SIZE",
-    "TVFS",
-    "UTF8",
-)
 
 _FAILURE_CODES: dict[Failure, int] = {
     Failure.IO_ERROR: 451,
     Failure.TIMEOUT: 451,
     Failure.UNAVAILABLE: 421,
-    Failure.NO_PASSIVE_PORT: 421,
+    Failure.NO_PASSIVE_PORT: 425,
     Failure.NO_DATA_CONNECTION: 425,
     Failure.CONNECTION_LOST: 426,
     Failure.ABORTED: 426,
     Failure.BAD_PASSWORD: 530,
+    Failure.UNKNOWN_USER: 530,
     Failure.USER_LIMIT: 530,
 }
-
-
-# Replies every session sends, made once (replies are immutable values).
-_PASSWORD_REQUIRED = Reply.of(331, "password required")
-_LOGGED_IN = Reply.of(230, "login successful")
-_GOODBYE = Reply.of(221, "goodbye")
-_TRANSFER_COMPLETE = Reply.of(226, "transfer complete")
-_OK = Reply.of(200, "ok")
-_TYPE_SET = {kind: Reply.of(200, f"type set to {kind}") for kind in ("A", "I")}
+#: Failures whose reply must not tell them apart (a login probe learns nothing).
+_SAME_TEXT = {Failure.UNKNOWN_USER: Failure.BAD_PASSWORD.value}
 
 
 def failure_reply(failed: Failed) -> Reply:
     """The reply for a failed request; file-system refusals are 550."""
     code = _FAILURE_CODES.get(failed.reason, 550)
-    text = failed.reason.value
+    text = _SAME_TEXT.get(failed.reason, failed.reason.value)
     return Reply.of(code, f"{text}: {failed.detail}" if failed.detail else text)
 
 
-@functools.lru_cache(maxsize=4096)
-def normalise_host(host: str) -> str:
-    """One spelling per address: IPv4-mapped IPv6 becomes IPv4, zone ids go."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def quote_path(path: PurePosixPath) -> str:
-    """RFC 959 quoting for 257 replies: embedded double quotes are doubled."""
-    return '"' + str(path).replace('"', '""') + '"'
+# Replies every session sends, encoded once (replies are immutable values).
+_LOGGED_IN = Reply.of(230, "login successful")
+_PASSWORD_REQUIRED = Reply.of(331, "password required")
+_GOODBYE = Reply.of(221, "goodbye")
+_TRANSFER_COMPLETE = Reply.of(226, "transfer complete")
+_ABORT_DONE = Reply.of(226, "abort successful").encode()
+_SHUTDOWN = Reply.of(421, "server shutting down").encode()
+_IDLE = Reply.of(421, "idle timeout, closing control connection").encode()
+_REFUSALS = {refusal: Reply.of(421, refusal.value).encode() for refusal in Refusal}
 
 
 class Session:
-    """One control connection's protocol state."""
+    """One control connection's protocol state.
+
+    ``peer`` is the client's address (data connections may only go back to
+    it), ``local`` the address the client connected to (announced in PASV
+    replies unless the server masquerades).
+    """
 
     __slots__ = (
-        "_candidate",
+        "_abort_requested",
+        "_held",
+        "_held_bytes",
+        "_login",
+        "_out",
+        "_quit_requested",
+        "_reader",
+        "_relogin",
+        "_running",
+        "_shutdown_requested",
         "cwd",
         "endpoint",
+        "epsv_all",
+        "local",
         "mlst_facts",
         "options",
         "peer",
@@ -158,27 +161,135 @@ class Session:
         "user",
     )
 
-    def __init__(self, options: SessionOptions, peer: str = "127.0.0.1") -> None:
+    def __init__(
+        self, options: SessionOptions, peer: str = "127.0.0.1", local: str = "127.0.0.1"
+    ) -> None:
         self.options = options
         self.peer = normalise_host(peer)
-        self.phase = Phase.AWAIT_USER
+        self.local = normalise_host(local)
+        self.phase = Phase.CONNECTING
         self.user: User | None = None
-        self._candidate: User | None = None
         self.cwd = ROOT
         self.rest = 0
         self.rename_from: PurePosixPath | None = None
         self.endpoint: DataEndpoint | None = None
         self.transfer_type = "I"
         self.mlst_facts: tuple[str, ...] = listing.FACTS
+        self.epsv_all = False
+        self._reader = LineReader(options.max_line_length)
+        self._out: deque[Event] = deque()
+        self._running: Request | None = None
+        self._held: deque[bytes | Overlong] = deque()  # lines that came during a transfer
+        self._held_bytes = 0
+        self._login = ""  # the name given to USER, until PASS
+        self._relogin: str | None = None  # USER on a logged-in session, after Logout
+        self._abort_requested = False
+        self._quit_requested = False
+        self._shutdown_requested = False
 
-    # -- entry points -------------------------------------------------------
+    # -- the connection's life ------------------------------------------------
 
-    def greeting(self) -> Reply:
-        return self.options.greeting
+    def admitted(self) -> None:
+        """The connection may go on: greet, then read the commands received so far."""
+        if self.phase is Phase.CONNECTING:
+            self.phase = Phase.AWAIT_USER
+            self._out.append(self.options.greeting)
 
-    def handle(self, command: Command) -> Step:
-        """Decide what one command does."""
+    def refused(self, refusal: Refusal) -> None:
+        """The connection is refused at connect (a limit, or the limits back end down)."""
+        self._hang_up(_REFUSALS[refusal])
+
+    def shutdown(self, *, now: bool = False) -> None:
+        """The server stops: 421 now if idle (or ``now``), else once the running request ends."""
+        if self._running is None or now:
+            self._hang_up(_SHUTDOWN)
+        else:
+            self._shutdown_requested = True
+
+    def timed_out(self) -> None:
+        """Idle for too long (the I/O layer never calls this while a request runs)."""
+        self._hang_up(_IDLE)
+
+    def _hang_up(self, reply: bytes) -> None:
+        """Say ``reply`` and hang up now, whatever was still to be said or done."""
+        if self.phase is Phase.CLOSED:
+            return
+        self._running = None
+        self._out.clear()
+        self._out.append(reply)
+        self._close_after_replies()
+
+    @property
+    def busy(self) -> bool:
+        """A request is running (a transfer, a login check...): not idle."""
+        return self._running is not None
+
+    @property
+    def closed(self) -> bool:
+        return self.phase is Phase.CLOSED
+
+    @property
+    def backlog(self) -> int:
+        """Bytes received and not yet acted on; the I/O layer stops reading past a bound."""
+        return self._reader.buffered + self._held_bytes
+
+    # -- bytes in, events out ---------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Take bytes received on the control connection (nothing is done yet)."""
+        if self.phase is not Phase.CLOSED:
+            self._reader.feed(data)
+
+    def next_event(self) -> Event | None:
+        """The next thing to do, or ``None``: more bytes are needed, or a request runs."""
+        out = self._out
+        if not out:
+            running = self._running
+            if running is not None:
+                if type(running) is Transfer and not self._quit_requested:
+                    self._read_interrupts(running)
+                if not out:
+                    return None
+            elif self.phase is Phase.CONNECTING or self.phase is Phase.CLOSED:
+                return None
+            else:
+                line = self._next_line()
+                if line is None:
+                    return None
+                step = self._line(line)
+                if type(step) is Reply:
+                    return step.encode()
+                assert isinstance(step, Request)
+                self._running = step
+                return step
+        event = out.popleft()
+        if isinstance(event, Request):
+            self._running = event
+        return event
+
+    def _next_line(self) -> bytes | Overlong | None:
+        if self._held:
+            line = self._held.popleft()
+            self._held_bytes -= len(line) if isinstance(line, bytes) else 0
+            return line
+        return self._reader.next_line()
+
+    def _line(self, line: bytes | Overlong) -> Step:
+        if line is OVERLONG:
+            limit = self.options.max_line_length
+            return Reply.of(500, f"command line too long (over {limit} bytes)")
+        assert isinstance(line, bytes)
+        try:
+            command = parse_command(line)
+        except CommandError as error:
+            return Reply.of(500, str(error))
+        return self._handle(command)
+
+    def _handle(self, command: Command) -> Step:
         spec = COMMANDS.get(command.verb)
+        if log.isEnabledFor(logging.DEBUG):
+            # Not the argument of an unknown verb: a mangled "PASS" is one.
+            log.debug("command: %s", command.redacted() if spec else f"{command.verb} (unknown)")
         if spec is None:
             return Reply.of(502, f"command {command.verb!s} not implemented")
         if not spec.keeps_rest:
@@ -194,56 +305,133 @@ class Session:
             self.rename_from = None
         return spec.handler(self, argument)
 
-    def complete(self, request: Request, outcome: Outcome) -> Reply:
-        """The reply for a finished request; updates state on success."""
-        if isinstance(outcome, Failed):
-            return self._failed(request, outcome)
+    def _read_interrupts(self, transfer: Transfer) -> None:
+        """Read what came during ``transfer``: ABOR, STAT, QUIT act now, the rest waits."""
+        reader, held, out = self._reader, self._held, self._out
+        while (line := reader.next_line()) is not None:
+            verb, argument = _verb(line)
+            if verb == "ABOR" and not self._abort_requested:
+                self._abort_requested = True
+                out.append(Signal.CANCEL)
+            elif verb == "STAT" and not argument:
+                out.append(self._transfer_status(transfer).encode())
+            elif verb == "QUIT":
+                # The transfer's own reply comes first, then goodbye (RFC 959
+                # QUIT); anything sent after QUIT is moot.
+                self._quit_requested = True
+                held.clear()
+                self._held_bytes = 0
+                return
+            else:
+                held.append(line)
+                self._held_bytes += len(line) if isinstance(line, bytes) else 0
+
+    def _transfer_status(self, transfer: Transfer) -> Reply:
+        kind = "ASCII" if transfer.ascii else "binary"
+        moved = transfer.progress.moved
+        return Reply(
+            213,
+            (
+                "status of the running transfer:",
+                f"{transfer.kind} {transfer.path} ({kind}): {moved} bytes so far",
+                "end",
+            ),
+        )
+
+    # -- outcomes ------------------------------------------------------------------
+
+    def complete(self, request: Request, outcome: Outcome) -> None:
+        """``request`` (the running one) has finished with ``outcome``."""
+        if self.phase is Phase.CLOSED:
+            return  # hung up meanwhile (a fast stop): nothing more to say
+        if request is not self._running:
+            raise ProtocolMisuse(f"{request!r} is not the running request")
+        self._running = None
+        out = self._out
+        step = self._failed(request, outcome) if type(outcome) is Failed else None
+        if step is None:
+            assert type(outcome) is Done
+            step = self._done(request, outcome)
+        follow: Request | None = None
+        if isinstance(step, Reply):
+            out.append(step.encode())
+            if step.code == 421 or type(request) is Close:
+                # RFC 959: 421 and 221 close the control connection.
+                self._close_after_replies()
+                return
+        else:
+            follow = step
+        if type(request) is Transfer and self._abort_requested:
+            self._abort_requested = False
+            out.append(_ABORT_DONE)  # after the transfer's own 426 (or 226)
+        if self._quit_requested:
+            self._quit_requested = False
+            out.append(Close())
+        elif self._shutdown_requested:
+            out.append(_SHUTDOWN)
+            self._close_after_replies()
+        elif follow is not None:
+            out.append(follow)  # the next step of the same command
+
+    def _close_after_replies(self) -> None:
+        self.phase = Phase.CLOSED
+        self._held.clear()
+        self._out.append(Signal.HANGUP)
+
+    def opening(self, transfer: Transfer, name: str | None = None) -> bytes:
+        """The 150 reply, once the file is open and before the data connection.
+
+        ``name`` is the file STOU created (RFC 1123 §4.1.2.9 puts it in the reply).
+        """
+        if name is not None:
+            return Reply.of(150, f"FILE: {name}").encode()
+        kind = "ASCII" if transfer.ascii else "BINARY"
+        return Reply.of(150, f"opening {kind} mode data connection for {transfer.path}").encode()
+
+    def _failed(self, request: Request, outcome: Failed) -> Step:
         match request:
-            case Authenticate(user=user):
-                return self._logged_in(user)
-            case Logout(reply=reply):
-                return reply
+            case Authenticate():
+                self.phase, self.user = Phase.AWAIT_USER, None
+            case Transfer() | ListPath() | Abort():
+                self.endpoint = None
+            case Logout():
+                return self._after_logout()
+            case Close():
+                return _GOODBYE
+        return failure_reply(outcome)
+
+    def _done(self, request: Request, outcome: Done) -> Step:
+        match request:
+            case Authenticate():
+                user = outcome.value
+                assert isinstance(user, User)
+                self.phase, self.user, self.cwd = Phase.LOGGED_IN, user, user.home_path
+                return _LOGGED_IN
+            case Logout():
+                return self._after_logout()
             case FileQuery():
-                return self._query_done(request, outcome)
+                return self._query_done(request, outcome.value)
             case FileChange():
                 return self._change_done(request)
+            case ListPath():
+                return self._listed(request, outcome.value)
             case OpenPassive(extended=extended):
-                return self._passive_done(extended, outcome)
+                return self._passive_done(extended, outcome.value)
             case Transfer():
                 self.endpoint = None
                 return _TRANSFER_COMPLETE
             case Abort():
                 self.endpoint = None
                 return Reply.of(226, "abort successful")
-            case Close(reply=reply):
-                return reply
-        raise TypeError(f"unknown request {request!r}")
+            case Close():
+                return _GOODBYE
+        raise ProtocolMisuse(f"unknown request {request!r}")
 
-    # -- helpers ------------------------------------------------------------
+    def _after_logout(self) -> Step:
+        login, self._relogin = self._relogin, None
+        return self.begin_login(login or "")
 
-    def path(self, argument: str) -> PurePosixPath:
-        return resolve(self.cwd, argument)
-
-    def can_read(self, path: PurePosixPath) -> bool:
-        return self.user is not None and self.user.permission_for(path).readable
-
-    def can_write(self, path: PurePosixPath) -> bool:
-        return self.user is not None and self.user.permission_for(path).writable
-
-    def _failed(self, request: Request, outcome: Failed) -> Reply:
-        if isinstance(request, Authenticate):
-            self.phase, self.user, self._candidate = Phase.AWAIT_USER, None, None
-        if isinstance(request, Transfer | Abort):
-            self.endpoint = None
-        return failure_reply(outcome)
-
-    def _logged_in(self, user: User) -> Reply:
-        self.phase, self.user, self._candidate = Phase.LOGGED_IN, user, None
-        self.cwd = user.home_path
-        return _LOGGED_IN
-
-    def _query_done(self, request: FileQuery, outcome: Done) -> Reply:
-        info = outcome.value
+    def _query_done(self, request: FileQuery, info: object) -> Reply:
         assert isinstance(info, FileInfo)
         match request.verb:
             case "CWD":
@@ -268,300 +456,101 @@ class Session:
                 return Reply.of(257, f"{quote_path(request.path)} created")
             case "RNTO":
                 return Reply.of(250, "rename successful")
+            case "MFMT":
+                assert request.mtime is not None
+                stamp = listing.modify_time(request.mtime)
+                return Reply.of(213, f"Modify={stamp}; {request.path}")
         return Reply.of(250, f"{request.verb} successful")
 
-    def _passive_done(self, extended: bool, outcome: Done) -> Reply:
-        value = outcome.value
-        assert isinstance(value, tuple)
-        host, port = value
+    def _listed(self, request: ListPath, found: object) -> Step:
+        assert isinstance(found, Listing)
+        if request.kind == "MLSD" and not found.here.is_dir:
+            self.endpoint = None
+            return Reply.of(550, "not a directory")
+        lines = listing.render(request.kind, request.path, found, self.rights, self.mlst_facts)
+        if request.kind == "STAT":
+            return Reply(213, (f"status of {request.path}:", *lines, "end"))
+        if self.endpoint is None:  # cannot happen: checked before listing
+            return Reply.of(425, "use PASV, EPSV, PORT or EPRT first")
+        payload = listing.join_lines(lines)
+        return Transfer(request.kind, request.path, self.endpoint, payload=payload)
+
+    def _passive_done(self, extended: bool, port: object) -> Reply:
+        assert isinstance(port, int)
         self.endpoint = DataEndpoint(passive=True)
         if extended:
             return Reply.of(229, f"entering extended passive mode (|||{port}|)")
-        numbers = ",".join([*str(host).split("."), str(port >> 8), str(port & 0xFF)])
+        numbers = pasv_numbers(self.announced_address, port)
         return Reply.of(227, f"entering passive mode ({numbers})")
 
-    def facts(self, path: PurePosixPath, info: FileInfo, kind: str | None = None) -> str:
+    # -- helpers for the command handlers -------------------------------------
+
+    @property
+    def announced_address(self) -> str:
+        """The address PASV replies name."""
+        return self.options.masquerade_address or self.local
+
+    @property
+    def passive_is_ipv4_only(self) -> bool:
+        return is_ipv6(self.announced_address)
+
+    def path(self, argument: str) -> PurePosixPath:
+        return resolve(self.cwd, argument)
+
+    def can_read(self, path: PurePosixPath) -> bool:
+        return self.user is not None and self.user.permission_for(path).readable
+
+    def can_write(self, path: PurePosixPath) -> bool:
+        return self.user is not None and self.user.permission_for(path).writable
+
+    def rights(self, path: PurePosixPath) -> tuple[bool, bool]:
+        if self.user is None:
+            return False, False
+        permission = self.user.permission_for(path)
+        return permission.readable, permission.writable
+
+    def facts(self, path: PurePosixPath, info: FileInfo) -> str:
+        readable, writable = self.rights(path)
         return listing.mlsx_facts(
-            info,
-            readable=self.can_read(path),
-            writable=self.can_write(path),
-            kind=kind,
-            wanted=self.mlst_facts,
+            info, readable=readable, writable=writable, wanted=self.mlst_facts
         )
 
-    # -- access control -----------------------------------------------------
-
-    def _user(self, login: str) -> Step:
-        was_logged_in = self.phase is Phase.LOGGED_IN
-        self.user, self.phase, self.cwd = None, Phase.AWAIT_USER, ROOT
-        self.endpoint = None
+    def begin_login(self, login: str) -> Step:
+        """USER ``login`` on a session that is not logged in."""
+        self.user, self.cwd, self.endpoint = None, ROOT, None
         candidate = self.options.users.find(login)
-        if candidate is None:
-            reply = Reply.of(530, "no such user")
-            return Logout(reply) if was_logged_in else reply
-        if candidate.password is None and candidate.password_hash is None:
-            return Authenticate(candidate, None)
-        self._candidate, self.phase = candidate, Phase.AWAIT_PASS
-        reply = _PASSWORD_REQUIRED
-        return Logout(reply) if was_logged_in else reply
+        self._login = login
+        if candidate is not None and candidate.password is None and candidate.password_hash is None:
+            self.phase = Phase.AWAIT_PASS
+            return Authenticate(login, None)
+        # Unknown logins are asked for a password too: the reply to PASS is
+        # the same either way, so logins cannot be probed.
+        self.phase = Phase.AWAIT_PASS
+        return _PASSWORD_REQUIRED
 
-    def _pass(self, password: str) -> Step:
-        if self.phase is Phase.LOGGED_IN:
-            return Reply.of(230, "already logged in")
-        if self.phase is not Phase.AWAIT_PASS or self._candidate is None:
-            return Reply.of(503, "send USER first")
-        return Authenticate(self._candidate, password)
+    def relogin(self, login: str) -> Step:
+        """USER ``login`` on a logged-in session: log out first."""
+        self._relogin = login
+        self.phase, self.user, self.endpoint = Phase.AWAIT_USER, None, None
+        return Logout()
 
-    def _quit(self, _: str) -> Step:
-        self.phase = Phase.CLOSED
-        return Close(_GOODBYE)
+    @property
+    def awaiting_password(self) -> bool:
+        return self.phase is Phase.AWAIT_PASS
 
-    # -- informational ------------------------------------------------------
-
-    def _noop(self, _: str) -> Step:
-        return _OK
-
-    def _syst(self, _: str) -> Step:
-        return Reply.of(215, self.options.system_type)
-
-    def _feat(self, _: str) -> Step:
-        return Reply(211, ("features:", *FEATURES, "end"))
-
-    def _opts(self, argument: str) -> Step:
-        option, _, value = argument.partition(" ")
-        if option.upper() in ("UTF8", "UTF-8"):
-            return Reply.of(200, "always in UTF8 mode")
-        if option.upper() == "MLST":
-            wanted = {fact.lower() for fact in value.split(";") if fact}
-            self.mlst_facts = tuple(f for f in listing.FACTS if f in wanted)
-            return Reply.of(200, "MLST OPTS " + "".join(f"{f};" for f in self.mlst_facts))
-        return Reply.of(501, "option not understood")
-
-    def _type(self, argument: str) -> Step:
-        kind = argument.upper().split()[0]
-        if kind not in ("A", "I", "L"):
-            return Reply.of(504, f"type {argument} not supported")
-        self.transfer_type = "A" if kind == "A" else "I"
-        return _TYPE_SET[self.transfer_type]
-
-    def _mode(self, argument: str) -> Step:
-        if argument.upper() == "S":
-            return Reply.of(200, "mode set to S")
-        return Reply.of(504, "only stream mode is supported")
-
-    def _stru(self, argument: str) -> Step:
-        if argument.upper() == "F":
-            return Reply.of(200, "structure set to F")
-        return Reply.of(504, "only file structure is supported")
-
-    def _allo(self, _: str) -> Step:
-        return Reply.of(202, "no storage allocation necessary")
-
-    def _stat(self, argument: str) -> Step:
-        if argument:
-            return Reply.of(502, "STAT with an argument is not implemented; use MLST")
-        who = self.user.key if self.user is not None else "nobody"
-        return Reply(211, ("status:", f"logged in as {who}", f"TYPE {self.transfer_type}", "end"))
-
-    def _help(self, _: str) -> Step:
-        return Reply(214, ("commands:", " ".join(sorted(COMMANDS)), "end"))
-
-    # -- navigation ---------------------------------------------------------
-
-    def _pwd(self, _: str) -> Step:
-        return Reply.of(257, f"{quote_path(self.cwd)} is the current directory")
-
-    def _cwd(self, argument: str) -> Step:
-        path = self.path(argument)
-        if not self.can_read(path):
-            return Reply.of(550, "permission denied")
-        return FileQuery("CWD", path)
-
-    def _cdup(self, _: str) -> Step:
-        return self._cwd("..")
-
-    def _query(self, verb: Literal["SIZE", "MDTM", "MLST"], argument: str) -> Step:
-        path = self.path(argument)
-        if not self.can_read(path):
-            return Reply.of(550, "permission denied")
-        return FileQuery(verb, path)
-
-    def _size(self, argument: str) -> Step:
-        return self._query("SIZE", argument)
-
-    def _mdtm(self, argument: str) -> Step:
-        return self._query("MDTM", argument)
-
-    def _mlst(self, argument: str) -> Step:
-        return self._query("MLST", argument)
-
-    # -- changes ------------------------------------------------------------
-
-    def _change(self, verb: Literal["MKD", "RMD", "DELE"], argument: str) -> Step:
-        path = self.path(argument)
-        if path == ROOT or not self.can_write(path):
-            return Reply.of(550, "permission denied")
-        return FileChange(verb, path)
-
-    def _mkd(self, argument: str) -> Step:
-        return self._change("MKD", argument)
-
-    def _rmd(self, argument: str) -> Step:
-        return self._change("RMD", argument)
-
-    def _dele(self, argument: str) -> Step:
-        return self._change("DELE", argument)
-
-    def _rnfr(self, argument: str) -> Step:
-        path = self.path(argument)
-        if path == ROOT or not self.can_write(path):
-            return Reply.of(550, "permission denied")
-        self.rename_from = path
-        return Reply.of(350, "ready for RNTO")
-
-    def _rnto(self, argument: str) -> Step:
-        source, self.rename_from = self.rename_from, None
-        if source is None:
-            return Reply.of(503, "send RNFR first")
-        target = self.path(argument)
-        if target == ROOT or not self.can_write(target):
-            return Reply.of(550, "permission denied")
-        return FileChange("RNTO", source, target)
-
-    # -- data connections ---------------------------------------------------
-
-    def _pasv(self, _: str) -> Step:
-        return OpenPassive(extended=False)
-
-    def _epsv(self, argument: str) -> Step:
-        if argument.upper() == "ALL":
-            return Reply.of(200, "EPSV ALL accepted")
-        if argument and argument not in ("1", "2"):
-            return Reply.of(522, "network protocol not supported, use (1,2)")
-        return OpenPassive(extended=True)
-
-    def _port(self, argument: str) -> Step:
-        fields = argument.split(",")
-        try:
-            numbers = [int(field) for field in fields]
-        except ValueError:
-            numbers = []
-        if len(numbers) != 6 or not all(0 <= n <= 255 for n in numbers):
-            return Reply.of(501, "syntax error in PORT arguments")
-        host = ".".join(map(str, numbers[:4]))
-        return self._active(host, numbers[4] << 8 | numbers[5])
-
-    def _eprt(self, argument: str) -> Step:
-        if len(argument) < 2:
-            return Reply.of(501, "syntax error in EPRT arguments")
-        parts = argument[1:].split(argument[0])
-        if len(parts) < 3 or parts[0] not in ("1", "2") or not parts[2].isdigit():
-            return Reply.of(501, "syntax error in EPRT arguments")
-        return self._active(parts[1], int(parts[2]))
-
-    def _active(self, host: str, port: int) -> Step:
-        # FTP bounce: a data connection may only go back to the client itself.
-        if normalise_host(host) != self.peer:
-            return Reply.of(504, "data connections go to your own address only")
-        if not 1024 <= port <= 65535:
-            return Reply.of(504, "refusing privileged or invalid data port")
-        self.endpoint = DataEndpoint(passive=False, host=host, port=port)
-        return Reply.of(200, "active data connection accepted")
-
-    def _rest(self, argument: str) -> Step:
-        if not argument.isdigit():
-            return Reply.of(501, "REST needs a non-negative byte offset")
-        self.rest = int(argument)
-        return Reply.of(350, f"restarting at {self.rest}, send RETR or STOR")
-
-    def _abor(self, _: str) -> Step:
-        return Abort()
-
-    # -- transfers ----------------------------------------------------------
-
-    def _transfer(self, kind: TransferKind, path: PurePosixPath, *, write: bool) -> Step:
-        allowed = self.can_write(path) if write else self.can_read(path)
-        offset, self.rest = self.rest, 0
-        if not allowed:
-            return Reply.of(550, "permission denied")
-        if self.endpoint is None:
-            return Reply.of(425, "use PASV, EPSV, PORT or EPRT first")
-        opening = Reply.of(150, f"opening data connection for {kind} {path}")
-        return Transfer(kind, path, self.endpoint, opening, offset)
-
-    def _retr(self, argument: str) -> Step:
-        return self._transfer("RETR", self.path(argument), write=False)
-
-    def _stor(self, argument: str) -> Step:
-        return self._transfer("STOR", self.path(argument), write=True)
-
-    def _appe(self, argument: str) -> Step:
-        return self._transfer("APPE", self.path(argument), write=True)
-
-    def _listing(self, kind: TransferKind, argument: str) -> Step:
-        # Clients send ls options ("LIST -la"); they select nothing here.
-        words = [word for word in argument.split(" ") if word and not word.startswith("-")]
-        return self._transfer(kind, self.path(" ".join(words)), write=False)
-
-    def _list(self, argument: str) -> Step:
-        return self._listing("LIST", argument)
-
-    def _nlst(self, argument: str) -> Step:
-        return self._listing("NLST", argument)
-
-    def _mlsd(self, argument: str) -> Step:
-        return self._listing("MLSD", argument)
+    @property
+    def login_name(self) -> str:
+        """The name given to USER (what PASS authenticates)."""
+        return self._login
 
 
-def _spec(
-    handler: Handler, *, login: bool = True, argument: Argument = "optional", rest: bool = False
-) -> CommandSpec:
-    return CommandSpec(handler, login=login, argument=argument, keeps_rest=rest)
-
-
-S = Session
-#: The command table: the only place that says which verbs exist and their rules.
-COMMANDS: dict[str, CommandSpec] = {
-    "USER": _spec(S._user, login=False, argument="required"),
-    "PASS": _spec(S._pass, login=False),
-    "QUIT": _spec(S._quit, login=False),
-    "NOOP": _spec(S._noop, login=False),
-    "SYST": _spec(S._syst, login=False),
-    "FEAT": _spec(S._feat, login=False),
-    "OPTS": _spec(S._opts, login=False, argument="required"),
-    "HELP": _spec(S._help, login=False),
-    "TYPE": _spec(S._type, argument="required"),
-    "MODE": _spec(S._mode, argument="required"),
-    "STRU": _spec(S._stru, argument="required"),
-    "ALLO": _spec(S._allo),
-    "STAT": _spec(S._stat),
-    "PWD": _spec(S._pwd, argument="none"),
-    "XPWD": _spec(S._pwd, argument="none"),
-    "CWD": _spec(S._cwd),
-    "XCWD": _spec(S._cwd),
-    "CDUP": _spec(S._cdup, argument="none"),
-    "XCUP": _spec(S._cdup, argument="none"),
-    "SIZE": _spec(S._size, argument="required"),
-    "MDTM": _spec(S._mdtm, argument="required"),
-    "MLST": _spec(S._mlst),
-    "MKD": _spec(S._mkd, argument="required"),
-    "XMKD": _spec(S._mkd, argument="required"),
-    "RMD": _spec(S._rmd, argument="required"),
-    "XRMD": _spec(S._rmd, argument="required"),
-    "DELE": _spec(S._dele, argument="required"),
-    "RNFR": _spec(S._rnfr, argument="required"),
-    "RNTO": _spec(S._rnto, argument="required"),
-    "PASV": _spec(S._pasv, argument="none"),
-    "EPSV": _spec(S._epsv),
-    "PORT": _spec(S._port, argument="required"),
-    "EPRT": _spec(S._eprt, argument="required"),
-    "REST": _spec(S._rest, argument="required", rest=True),
-    "ABOR": _spec(S._abor, login=False),
-    "RETR": _spec(S._retr, argument="required", rest=True),
-    "STOR": _spec(S._stor, argument="required", rest=True),
-    "APPE": _spec(S._appe, argument="required", rest=True),
-    "LIST": _spec(S._list),
-    "NLST": _spec(S._nlst),
-    "MLSD": _spec(S._mlsd),
-}
-del S
+def _verb(line: bytes | Overlong) -> tuple[str, str]:
+    """The verb and argument of a line read during a transfer ("" if it is none)."""
+    if line is OVERLONG:
+        return "", ""
+    assert isinstance(line, bytes)
+    try:
+        command = parse_command(line)
+    except CommandError:
+        return "", ""
+    return command.verb, command.argument

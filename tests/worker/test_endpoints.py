@@ -11,7 +11,7 @@ import socket
 import pytest
 import uvloop
 
-from ftp_cluster.worker.datachannel import (
+from ftp_cluster.worker.endpoints import (
     NOTSENT_LOWAT,
     PassiveListener,
     PortPool,
