@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ftplib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import uvloop
 from ftp_cluster import Server
 from tests.e2e.cluster import close_all
 from tests.supervisor.conftest import start_cluster
-from tests.supervisor.harness import alive
+from tests.supervisor.harness import alive, assert_no_secret
 
 __all__ = ["RunningServer", "ServerFactory", "held", "no_orphans", "start_cluster"]
 
@@ -76,10 +77,33 @@ class RunningServer:
 ServerFactory = Callable[..., RunningServer]
 
 
+class _Records(logging.Handler):
+    """Keeps every record the server's loggers emit, down to DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in self.records)
+
+
 @pytest.fixture
 def run_server() -> Iterator[ServerFactory]:
-    """``run_server(lambda: Server(...), host=..., loop="uvloop"|"asyncio")``."""
+    """``run_server(lambda: Server(...), host=..., loop="uvloop"|"asyncio")``.
+
+    Everything the servers log (at DEBUG, the most they say) is checked at
+    the end for the passwords and hashes they were configured with.
+    """
     started: list[RunningServer] = []
+    records = _Records()
+    logger = logging.getLogger("ftp_cluster")
+    level = logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.DEBUG)
 
     def start(
         make: Callable[[], Server], host: str = "127.0.0.1", loop: str = "uvloop"
@@ -89,9 +113,21 @@ def run_server() -> Iterator[ServerFactory]:
         started.append(running)
         return running
 
-    yield start
-    for running in started:
-        running.stop()
+    try:
+        yield start
+        for running in started:
+            running.stop()
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    secrets = {
+        secret
+        for running in started
+        for user in running.server.users.users
+        for secret in (user.password, user.password_hash)
+        if secret
+    }
+    assert_no_secret(records.text(), secrets, "the server log")
 
 
 @pytest.fixture

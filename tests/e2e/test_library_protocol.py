@@ -330,3 +330,27 @@ def test_quit_during_a_transfer_lets_it_finish_then_says_goodbye(
     assert len(got) >= 4 * MiB - 1024
     assert ftp.getline().startswith("226")
     assert ftp.getline().startswith("221")
+
+
+def test_commands_flooded_during_a_transfer_are_not_all_read_into_memory(
+    run_server: ServerFactory,
+) -> None:
+    ftp, data = _slow_download(run_server(throttled))
+    sock = control(ftp)
+    sock.setblocking(False)
+    flood = b"NOOP\r\n" * 100_000
+    accepted = 0
+    deadline = time.monotonic() + 10
+    # The server stops reading once 64 KiB wait behind the transfer: what the
+    # client can still send is only what the kernel buffers hold.
+    while accepted < 48 * MiB and time.monotonic() < deadline:
+        try:
+            accepted += sock.send(flood)
+        except BlockingIOError:
+            time.sleep(0.2)
+            try:
+                accepted += sock.send(flood)
+            except BlockingIOError:
+                break
+    assert accepted < 24 * MiB, accepted
+    data.close()

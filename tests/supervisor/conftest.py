@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.supervisor.harness import Cluster
+from tests.supervisor.harness import Cluster, assert_no_secret
 
 StartCluster = Callable[..., Cluster]
 
@@ -40,3 +42,20 @@ def start_cluster(tmp_path: Path) -> Iterator[StartCluster]:
     yield start
     for cluster in started:
         cluster.kill()
+    for cluster in started:
+        log = cluster.log_path.read_text(errors="replace")
+        assert_no_secret(log, configured_secrets(cluster.args), str(cluster.log_path))
+
+
+def configured_secrets(args: Sequence[str]) -> set[str]:
+    """The passwords and hashes a cluster was started with (config file and flags)."""
+    secrets: set[str] = set()
+    for flag, value in itertools.pairwise(args):
+        if flag == "--config":
+            users = tomllib.loads(Path(value).read_text()).get("users", [])
+            secrets |= {
+                u[key] for u in users for key in ("password", "password_hash") if u.get(key)
+            }
+        elif flag == "--user":
+            secrets.add(value.partition(":")[2])
+    return {secret for secret in secrets if secret}

@@ -60,6 +60,7 @@ class Cluster:
     """One supervisor process and what it spawned."""
 
     def __init__(self, tmp_path: Path, args: Sequence[str] = (), workers: int | None = 2) -> None:
+        self.args = tuple(args)
         self.root = tmp_path / "root"
         self.root.mkdir(exist_ok=True)
         self.pid_file = tmp_path / "ftp-cluster.pid"
@@ -165,6 +166,12 @@ class Cluster:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+
+
+def assert_no_secret(log: str, secrets: set[str], where: str) -> None:
+    """Fail if any configured password or hash appears in ``log``."""
+    for secret in secrets:
+        assert secret not in log, f"a configured password or hash is in {where}"
 
 
 def _is_redis(process: psutil.Process) -> bool:

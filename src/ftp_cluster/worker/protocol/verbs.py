@@ -14,6 +14,7 @@ import calendar
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
@@ -185,7 +186,7 @@ def _cdup(s: Session, _: str) -> Step:
     return _cwd(s, "..")
 
 
-def _query(s: Session, verb: Literal["SIZE", "MDTM", "MLST"], argument: str) -> Step:
+def _query(s: Session, argument: str, *, verb: Literal["SIZE", "MDTM", "MLST"]) -> Step:
     path = s.path(argument)
     if not s.can_read(path):
         return _DENIED
@@ -195,39 +196,19 @@ def _query(s: Session, verb: Literal["SIZE", "MDTM", "MLST"], argument: str) -> 
 def _size(s: Session, argument: str) -> Step:
     if s.transfer_type == "A":
         # The ASCII size is only known by reading the whole file; the binary
-        # size would be a wrong answer (as ProFTPD does).
+        # size would be a wrong answer (ProFTPD refuses it too).
         return Reply.of(550, "SIZE not allowed in ASCII mode")
-    return _query(s, "SIZE", argument)
-
-
-def _mdtm(s: Session, argument: str) -> Step:
-    return _query(s, "MDTM", argument)
-
-
-def _mlst(s: Session, argument: str) -> Step:
-    return _query(s, "MLST", argument)
+    return _query(s, argument, verb="SIZE")
 
 
 # -- changes ------------------------------------------------------------------------
 
 
-def _change(s: Session, verb: Literal["MKD", "RMD", "DELE"], argument: str) -> Step:
+def _change(s: Session, argument: str, *, verb: Literal["MKD", "RMD", "DELE"]) -> Step:
     path = s.path(argument)
     if path == ROOT or not s.can_write(path):
         return _DENIED
     return FileChange(verb, path)
-
-
-def _mkd(s: Session, argument: str) -> Step:
-    return _change(s, "MKD", argument)
-
-
-def _rmd(s: Session, argument: str) -> Step:
-    return _change(s, "RMD", argument)
-
-
-def _dele(s: Session, argument: str) -> Step:
-    return _change(s, "DELE", argument)
 
 
 def _rnfr(s: Session, argument: str) -> Step:
@@ -344,16 +325,8 @@ def _transfer(s: Session, kind: TransferKind, path: PurePosixPath, *, upload: bo
     return Transfer(kind, path, s.endpoint, offset, ascii=s.transfer_type == "A")
 
 
-def _retr(s: Session, argument: str) -> Step:
-    return _transfer(s, "RETR", s.path(argument), upload=False)
-
-
-def _stor(s: Session, argument: str) -> Step:
-    return _transfer(s, "STOR", s.path(argument), upload=True)
-
-
-def _appe(s: Session, argument: str) -> Step:
-    return _transfer(s, "APPE", s.path(argument), upload=True)
+def _file(s: Session, argument: str, *, kind: Literal["RETR", "STOR", "APPE"]) -> Step:
+    return _transfer(s, kind, s.path(argument), upload=kind != "RETR")
 
 
 def _stou(s: Session, argument: str) -> Step:
@@ -373,25 +346,13 @@ def _without_options(argument: str) -> str:
     return " ".join(word for word in argument.split(" ") if word and not word.startswith("-"))
 
 
-def _listing(s: Session, kind: Literal["LIST", "NLST", "MLSD"], argument: str) -> Step:
+def _listing(s: Session, argument: str, *, kind: Literal["LIST", "NLST", "MLSD"]) -> Step:
     path = s.path(argument if kind == "MLSD" else _without_options(argument))
     if not s.can_read(path):
         return _DENIED
     if s.endpoint is None:
         return _NO_ENDPOINT
     return ListPath(kind, path)
-
-
-def _list(s: Session, argument: str) -> Step:
-    return _listing(s, "LIST", argument)
-
-
-def _nlst(s: Session, argument: str) -> Step:
-    return _listing(s, "NLST", argument)
-
-
-def _mlsd(s: Session, argument: str) -> Step:
-    return _listing(s, "MLSD", argument)
 
 
 def _spec(
@@ -422,14 +383,14 @@ COMMANDS: dict[str, CommandSpec] = {
     "CDUP": _spec(_cdup, argument="none"),
     "XCUP": _spec(_cdup, argument="none"),
     "SIZE": _spec(_size, argument="required"),
-    "MDTM": _spec(_mdtm, argument="required"),
-    "MLST": _spec(_mlst),
+    "MDTM": _spec(partial(_query, verb="MDTM"), argument="required"),
+    "MLST": _spec(partial(_query, verb="MLST")),
     "MFMT": _spec(_mfmt, argument="required"),
-    "MKD": _spec(_mkd, argument="required"),
-    "XMKD": _spec(_mkd, argument="required"),
-    "RMD": _spec(_rmd, argument="required"),
-    "XRMD": _spec(_rmd, argument="required"),
-    "DELE": _spec(_dele, argument="required"),
+    "MKD": _spec(partial(_change, verb="MKD"), argument="required"),
+    "XMKD": _spec(partial(_change, verb="MKD"), argument="required"),
+    "RMD": _spec(partial(_change, verb="RMD"), argument="required"),
+    "XRMD": _spec(partial(_change, verb="RMD"), argument="required"),
+    "DELE": _spec(partial(_change, verb="DELE"), argument="required"),
     "RNFR": _spec(_rnfr, argument="required"),
     "RNTO": _spec(_rnto, argument="required"),
     "PASV": _spec(_pasv, argument="none"),
@@ -438,11 +399,11 @@ COMMANDS: dict[str, CommandSpec] = {
     "EPRT": _spec(_eprt, argument="required"),
     "REST": _spec(_rest, argument="required", rest=True),
     "ABOR": _spec(_abor, login=False),
-    "RETR": _spec(_retr, argument="required", rest=True),
-    "STOR": _spec(_stor, argument="required", rest=True),
+    "RETR": _spec(partial(_file, kind="RETR"), argument="required", rest=True),
+    "STOR": _spec(partial(_file, kind="STOR"), argument="required", rest=True),
     "STOU": _spec(_stou),
-    "APPE": _spec(_appe, argument="required", rest=True),
-    "LIST": _spec(_list),
-    "NLST": _spec(_nlst),
-    "MLSD": _spec(_mlsd),
+    "APPE": _spec(partial(_file, kind="APPE"), argument="required", rest=True),
+    "LIST": _spec(partial(_listing, kind="LIST")),
+    "NLST": _spec(partial(_listing, kind="NLST")),
+    "MLSD": _spec(partial(_listing, kind="MLSD")),
 }
