@@ -12,8 +12,8 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 import uvloop
