@@ -25,6 +25,7 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Signal,
+    StartTLS,
     Transfer,
 )
 from ftp_cluster.worker.protocol.session import (
@@ -558,3 +559,85 @@ def test_quit_releases_then_says_goodbye_and_hangs_up() -> None:
 def test_multiline_replies_and_no_injection() -> None:
     assert Reply(211, ("a", "b", "c")).encode() == b"211-a\r\n b\r\n211 c\r\n"
     assert Reply.of(257, '"/x\r\n226 y"').encode() == b'257 "/x  226 y"\r\n'
+
+
+# -- FTPS ------------------------------------------------------------------------------
+
+TLS = SessionOptions(OPTIONS.users, "hi", tls=True)
+
+
+def test_auth_without_tls_configured_is_502_and_feat_does_not_offer_it() -> None:
+    wire = connected()
+    assert wire.reply("AUTH TLS") == "502 TLS is not configured on this server"
+    assert "AUTH TLS" not in wire.reply("FEAT")
+
+
+def test_auth_tls_answers_234_then_asks_for_the_handshake_and_drops_plaintext_after_it() -> None:
+    wire = connected(options=TLS)
+    assert "AUTH TLS" in wire.reply("FEAT") and "PBSZ" in wire.replies[-1]
+    # Injected in the same packet as AUTH: must never run (CVE-2011-0411).
+    wire.feed(b"AUTH TLS\r\nUSER Guido\r\nPASS secret\r\n")
+    assert wire.replies[-1] == "234 AUTH TLS successful, start the handshake"
+    assert isinstance(wire.pending, StartTLS)
+    assert wire.complete(Done()) == []
+    assert wire.session.protected and wire.pending is None
+    assert wire.reply("USER Guido") == "331 password required"  # over TLS now
+    assert wire.reply("AUTH TLS") == "503 the control connection is already protected"
+
+
+def test_auth_mechanisms_and_a_failed_handshake() -> None:
+    wire = connected(options=TLS)
+    assert wire.reply("AUTH KERBEROS").startswith("504")
+    assert isinstance(wire.request("AUTH ssl"), StartTLS)
+    assert wire.complete(Failed(Failure.IO_ERROR)) == []
+    assert wire.signals == [Signal.HANGUP]
+
+
+def test_pbsz_and_prot_follow_auth() -> None:
+    wire = connected(options=TLS)
+    assert wire.reply("PBSZ 0") == "503 send AUTH TLS first"
+    assert wire.reply("PROT P") == "503 send PBSZ first"
+    wire.request("AUTH TLS")
+    wire.complete(Done())
+    assert wire.reply("PBSZ 0") == "200 PBSZ=0"
+    assert wire.reply("PROT S").startswith("536") and wire.reply("PROT E").startswith("536")
+    assert wire.reply("PROT X").startswith("504")
+    assert wire.reply("PROT P") == "200 data connections protected (TLS)"
+    wire.reply("USER Guido")
+    wire.request("PASS secret")
+    wire.complete(Done(GUIDO))
+    assert running_transfer(wire).protected
+    wire.complete(Done())
+    wire.reply("PROT C")
+    assert not running_transfer(wire).protected
+
+
+def test_tls_required_for_control_and_for_all() -> None:
+    control = connected(
+        options=SessionOptions(OPTIONS.users, "hi", tls=True, tls_required="control")
+    )
+    assert control.reply("USER Guido") == "530 log in over TLS: send AUTH TLS first"
+    assert control.reply("PASS secret").startswith("530")
+    every = connected(options=SessionOptions(OPTIONS.users, "hi", tls=True, tls_required="all"))
+    every.request("AUTH TLS")
+    every.complete(Done())
+    every.reply("USER Guido")
+    every.request("PASS secret")
+    every.complete(Done(GUIDO))
+    with_endpoint(every)
+    assert every.reply("RETR f").startswith("522") and every.reply("LIST").startswith("522")
+    every.reply("PBSZ 0")
+    assert every.reply("PROT C").startswith("534")
+    every.reply("PROT P")
+    assert running_transfer(every).protected
+
+
+def test_implicit_tls_starts_protected_with_protected_data() -> None:
+    wire = Wire(Session(TLS, implicit_tls=True))
+    wire.session.admitted()
+    wire.drain()
+    assert wire.reply("AUTH TLS").startswith("503")
+    wire.reply("USER Guido")
+    wire.request("PASS secret")
+    wire.complete(Done(GUIDO))
+    assert running_transfer(wire).protected

@@ -58,14 +58,14 @@ USERS = UserTable(
     ]
 )
 LIMIT = 256
-OPTIONS = SessionOptions(USERS, "fuzz", max_line_length=LIMIT)
+OPTIONS = SessionOptions(USERS, "fuzz", max_line_length=LIMIT, tls=True)
 SECRETS = (*PASSWORDS, ATTEMPTED)
 
 VERBS = [
     "USER", "PASS", "QUIT", "NOOP", "SYST", "FEAT", "OPTS", "HELP", "TYPE", "MODE", "STRU",
     "ALLO", "STAT", "PWD", "CWD", "CDUP", "SIZE", "MDTM", "MLST", "MFMT", "MKD", "RMD", "DELE",
     "RNFR", "RNTO", "PASV", "EPSV", "PORT", "EPRT", "REST", "ABOR", "RETR", "STOR", "STOU",
-    "APPE", "LIST", "NLST", "MLSD", "XPWD", "AUTH", "SITE", "abor", "stat",
+    "APPE", "LIST", "NLST", "MLSD", "XPWD", "AUTH", "PBSZ", "PROT", "SITE", "abor", "stat",
 ]  # fmt: skip
 ARGUMENTS = st.one_of(
     st.sampled_from(
@@ -93,6 +93,12 @@ ARGUMENTS = st.one_of(
             'a"b',
             "\u00e9t\u00e9",
             "x" * 300,
+            "TLS",
+            "SSL",
+            "0",
+            "P",
+            "C",
+            "S",
         ]
     ),
     st.text(max_size=40),

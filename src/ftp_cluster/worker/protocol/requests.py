@@ -36,6 +36,7 @@ __all__ = [
     "Progress",
     "Request",
     "Signal",
+    "StartTLS",
     "Transfer",
     "TransferKind",
 ]
@@ -128,8 +129,9 @@ class Transfer(Request):
     :meth:`~ftp_cluster.worker.protocol.session.Session.opening` gives it,
     gets the data connection and moves the bytes, counting them in
     ``progress``. ``payload`` is the listing text of LIST, NLST and MLSD.
-    ``ascii``: TYPE A, line ends translated on the wire. For STOU, ``path``
-    names the directory and the preferred name of the file to create.
+    ``ascii``: TYPE A, line ends translated on the wire. ``protected``: PROT
+    P, the data connection runs TLS. For STOU, ``path`` names the directory
+    and the preferred name of the file to create.
     """
 
     kind: TransferKind
@@ -137,6 +139,7 @@ class Transfer(Request):
     endpoint: DataEndpoint
     offset: int = 0
     ascii: bool = False
+    protected: bool = False
     payload: bytes | None = field(default=None, repr=False)
     progress: Progress = field(default_factory=Progress, compare=False, repr=False)
 
@@ -147,6 +150,15 @@ class Transfer(Request):
     @property
     def is_listing(self) -> bool:
         return self.kind in LISTINGS
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Request):
+    """AUTH TLS: the 234 is out; run the TLS handshake on the control connection.
+
+    Done: the session is protected (bytes that came before the handshake are
+    dropped); Failed: the connection is unusable and the session hangs up.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,9 @@ class Failure(enum.Enum):
     UNAVAILABLE = "service not available, try again later"
     NO_PASSIVE_PORT = "no free passive port"
     NO_DATA_CONNECTION = "can't open data connection"
+    #: The data connection's TLS handshake did not resume this session's TLS
+    #: session (or failed): it may be someone else's connection.
+    DATA_NOT_PROTECTED = "TLS session of the data connection not resumed"
     CONNECTION_LOST = "connection closed, transfer aborted"
     ABORTED = "transfer aborted"
 

@@ -28,6 +28,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Literal
 
 from ftp_cluster.shared.limits.base import Refusal
 from ftp_cluster.shared.users import User, UserTable
@@ -55,6 +56,7 @@ from ftp_cluster.worker.protocol.requests import (
     Outcome,
     Request,
     Signal,
+    StartTLS,
     Transfer,
 )
 from ftp_cluster.worker.protocol.verbs import COMMANDS, quote_path
@@ -87,6 +89,11 @@ class SessionOptions:
     system_type: str = "UNIX Type: L8"
     max_line_length: int = 4096
     masquerade_address: str | None = None  # announced in PASV replies
+    #: FTPS (RFC 4217): whether AUTH TLS is offered, and what it is required for:
+    #: "none", "control" (before USER/PASS) or "all" (control and every data
+    #: connection, PROT P).
+    tls: bool = False
+    tls_required: Literal["none", "control", "all"] = "none"
     greeting: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +107,7 @@ _FAILURE_CODES: dict[Failure, int] = {
     Failure.UNAVAILABLE: 421,
     Failure.NO_PASSIVE_PORT: 425,
     Failure.NO_DATA_CONNECTION: 425,
+    Failure.DATA_NOT_PROTECTED: 522,
     Failure.CONNECTION_LOST: 426,
     Failure.ABORTED: 426,
     Failure.BAD_PASSWORD: 530,
@@ -124,6 +132,7 @@ _GOODBYE = Reply.of(221, "goodbye")
 _TRANSFER_COMPLETE = Reply.of(226, "transfer complete")
 _ABORT_DONE = Reply.of(226, "abort successful").encode()
 _SHUTDOWN = Reply.of(421, "server shutting down").encode()
+_AUTH_OK = Reply.of(234, "AUTH TLS successful, start the handshake").encode()
 _IDLE = Reply.of(421, "idle timeout, closing control connection").encode()
 _REFUSALS = {refusal: Reply.of(421, refusal.value).encode() for refusal in Refusal}
 
@@ -153,8 +162,11 @@ class Session:
         "local",
         "mlst_facts",
         "options",
+        "pbsz",
         "peer",
         "phase",
+        "protect_data",
+        "protected",
         "rename_from",
         "rest",
         "transfer_type",
@@ -162,7 +174,12 @@ class Session:
     )
 
     def __init__(
-        self, options: SessionOptions, peer: str = "127.0.0.1", local: str = "127.0.0.1"
+        self,
+        options: SessionOptions,
+        peer: str = "127.0.0.1",
+        local: str = "127.0.0.1",
+        *,
+        implicit_tls: bool = False,
     ) -> None:
         self.options = options
         self.peer = normalise_host(peer)
@@ -176,6 +193,12 @@ class Session:
         self.transfer_type = "I"
         self.mlst_facts: tuple[str, ...] = listing.FACTS
         self.epsv_all = False
+        # FTPS: the control connection runs TLS (after AUTH, or from the first
+        # byte on the implicit port); PBSZ seen; data connections protected
+        # (PROT P; implicit FTPS protects them unless PROT C).
+        self.protected = implicit_tls
+        self.pbsz = implicit_tls
+        self.protect_data = implicit_tls
         self._reader = LineReader(options.max_line_length)
         self._out: deque[Event] = deque()
         self._running: Request | None = None
@@ -260,6 +283,14 @@ class Session:
                 if type(step) is Reply:
                     return step.encode()
                 assert isinstance(step, Request)
+                if type(step) is StartTLS:
+                    # Whatever came in the clear after AUTH is not a command:
+                    # it may be injected (CVE-2011-0411). From the handshake on,
+                    # the I/O layer hands over only what came over TLS.
+                    self._reader = LineReader(self.options.max_line_length)
+                    # The 234 goes out in the clear, then the handshake starts.
+                    out.append(step)
+                    return _AUTH_OK
                 self._running = step
                 return step
         event = out.popleft()
@@ -348,6 +379,9 @@ class Session:
             raise ProtocolMisuse(f"{request!r} is not the running request")
         self._running = None
         out = self._out
+        if type(request) is StartTLS:
+            self._tls_started(outcome)
+            return
         step = self._failed(request, outcome) if type(outcome) is Failed else None
         if step is None:
             assert type(outcome) is Done
@@ -372,6 +406,18 @@ class Session:
             self._close_after_replies()
         elif follow is not None:
             out.append(follow)  # the next step of the same command
+
+    def _tls_started(self, outcome: Outcome) -> None:
+        if type(outcome) is Failed:
+            # A failed handshake leaves nothing to talk on.
+            self._running = None
+            self._out.clear()
+            self._close_after_replies()
+            return
+        self.protected = True
+        if self._shutdown_requested:
+            self._out.append(_SHUTDOWN)
+            self._close_after_replies()
 
     def _close_after_replies(self) -> None:
         self.phase = Phase.CLOSED
@@ -473,7 +519,13 @@ class Session:
         if self.endpoint is None:  # cannot happen: checked before listing
             return Reply.of(425, "use PASV, EPSV, PORT or EPRT first")
         payload = listing.join_lines(lines)
-        return Transfer(request.kind, request.path, self.endpoint, payload=payload)
+        return Transfer(
+            request.kind,
+            request.path,
+            self.endpoint,
+            protected=self.protect_data,
+            payload=payload,
+        )
 
     def _passive_done(self, extended: bool, port: object) -> Reply:
         assert isinstance(port, int)

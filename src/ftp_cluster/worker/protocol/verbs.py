@@ -32,6 +32,7 @@ from ftp_cluster.worker.protocol.requests import (
     ListPath,
     OpenPassive,
     Request,
+    StartTLS,
     Transfer,
     TransferKind,
 )
@@ -67,6 +68,7 @@ FEATURES = (
     "UTF8",
 )
 
+_TLS_FEATURES = ("AUTH TLS", "PBSZ", "PROT")
 _OK = Reply.of(200, "ok")
 _TYPE_SET = {kind: Reply.of(200, f"type set to {kind}") for kind in ("A", "I")}
 _DENIED = Reply.of(550, "permission denied")
@@ -83,14 +85,20 @@ def quote_path(path: PurePosixPath) -> str:
 
 # -- access control -------------------------------------------------------------
 
+_TLS_FOR_LOGIN = Reply.of(530, "log in over TLS: send AUTH TLS first")
+
 
 def _user(s: Session, login: str) -> Step:
+    if s.options.tls_required != "none" and not s.protected:
+        return _TLS_FOR_LOGIN
     if s.user is not None:
         return s.relogin(login)
     return s.begin_login(login)
 
 
 def _pass(s: Session, password: str) -> Step:
+    if s.options.tls_required != "none" and not s.protected:
+        return _TLS_FOR_LOGIN
     if s.user is not None:
         return Reply.of(503, "already logged in")
     if not s.awaiting_password:
@@ -100,6 +108,46 @@ def _pass(s: Session, password: str) -> Step:
 
 def _quit(s: Session, _: str) -> Step:
     return Close()
+
+
+# -- FTPS (RFC 4217, RFC 2228) -----------------------------------------------------
+
+_MECHANISMS = frozenset({"TLS", "SSL", "TLS-C", "TLS-P"})
+
+
+def _auth(s: Session, mechanism: str) -> Step:
+    if not s.options.tls:
+        return Reply.of(502, "TLS is not configured on this server")
+    if s.protected:
+        return Reply.of(503, "the control connection is already protected")
+    if mechanism.upper() not in _MECHANISMS:
+        return Reply.of(504, f"security mechanism {mechanism!r} not understood, use TLS")
+    return StartTLS()
+
+
+def _pbsz(s: Session, argument: str) -> Step:
+    if not s.protected:
+        return Reply.of(503, "send AUTH TLS first")
+    s.pbsz = True
+    # TLS is a stream: the buffer size is always 0 (RFC 4217 §9).
+    return Reply.of(200, "PBSZ=0")
+
+
+def _prot(s: Session, level: str) -> Step:
+    if not s.pbsz:
+        return Reply.of(503, "send PBSZ first")
+    match level.upper():
+        case "P":
+            s.protect_data = True
+            return Reply.of(200, "data connections protected (TLS)")
+        case "C":
+            if s.options.tls_required == "all":
+                return Reply.of(534, "data connections must be protected here (PROT P)")
+            s.protect_data = False
+            return Reply.of(200, "data connections in the clear")
+        case "S" | "E":
+            return Reply.of(536, f"protection level {level.upper()} not supported")
+    return Reply.of(504, f"protection level {level!r} not understood")
 
 
 # -- informational ----------------------------------------------------------------
@@ -114,7 +162,8 @@ def _syst(s: Session, _: str) -> Step:
 
 
 def _feat(s: Session, _: str) -> Step:
-    return Reply(211, ("features:", *FEATURES, "end"))
+    features = sorted((*FEATURES, *_TLS_FEATURES)) if s.options.tls else FEATURES
+    return Reply(211, ("features:", *features, "end"))
 
 
 def _opts(s: Session, argument: str) -> Step:
@@ -322,7 +371,17 @@ def _transfer(s: Session, kind: TransferKind, path: PurePosixPath, *, upload: bo
         return _DENIED
     if s.endpoint is None:
         return _NO_ENDPOINT
-    return Transfer(kind, path, s.endpoint, offset, ascii=s.transfer_type == "A")
+    if not _data_protection_ok(s):
+        return _PROT_P_REQUIRED
+    ascii = s.transfer_type == "A"
+    return Transfer(kind, path, s.endpoint, offset, ascii=ascii, protected=s.protect_data)
+
+
+_PROT_P_REQUIRED = Reply.of(522, "data connections must be protected here: send PROT P")
+
+
+def _data_protection_ok(s: Session) -> bool:
+    return s.protect_data or s.options.tls_required != "all"
 
 
 def _file(s: Session, argument: str, *, kind: Literal["RETR", "STOR", "APPE"]) -> Step:
@@ -352,6 +411,8 @@ def _listing(s: Session, argument: str, *, kind: Literal["LIST", "NLST", "MLSD"]
         return _DENIED
     if s.endpoint is None:
         return _NO_ENDPOINT
+    if not _data_protection_ok(s):
+        return _PROT_P_REQUIRED
     return ListPath(kind, path)
 
 
@@ -366,6 +427,9 @@ COMMANDS: dict[str, CommandSpec] = {
     "USER": _spec(_user, login=False, argument="required"),
     "PASS": _spec(_pass, login=False),
     "QUIT": _spec(_quit, login=False),
+    "AUTH": _spec(_auth, login=False, argument="required"),
+    "PBSZ": _spec(_pbsz, login=False, argument="required"),
+    "PROT": _spec(_prot, login=False, argument="required"),
     "NOOP": _spec(_noop, login=False),
     "SYST": _spec(_syst, login=False),
     "FEAT": _spec(_feat, login=False),
