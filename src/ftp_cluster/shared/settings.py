@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ftp_cluster.shared.users import User
 
-__all__ = ["ClusterConfig", "RedisSettings", "ServerSettings"]
+__all__ = ["ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
 
 
 def _setting(default: Any, help: str, *, cli: bool = False) -> Any:
@@ -78,10 +78,34 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class TLSSettings:
+    """FTPS (``[tls]``): off unless a certificate and its key are given."""
+
+    certificate: Path | None = _setting(None, "PEM certificate chain (enables FTPS)", cli=True)  # noqa: RUF009
+    private_key: Path | None = _setting(None, "PEM private key of the certificate", cli=True)  # noqa: RUF009
+    implicit_port: int | None = _setting(
+        None, "also listen for implicit FTPS (TLS from the first byte) on this port"
+    )
+    required: Literal["none", "control", "all"] = _setting(
+        "none", "none: TLS optional; control: before USER/PASS; all: also PROT P for data"
+    )
+    session_reuse: Literal["required", "optional"] = _setting(
+        "required", "a protected data connection must resume its control session's TLS session"
+    )
+    minimum_version: Literal["TLSv1.2", "TLSv1.3"] = _setting("TLSv1.2", "oldest TLS version")
+    client_ca: Path | None = _setting(None, "CA file for client certificates (asks for them)")  # noqa: RUF009
+
+    @property
+    def enabled(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]`` and ``[redis]`` tables and the users."""
+    """A whole configuration: the ``[server]``, ``[redis]`` and ``[tls]`` tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

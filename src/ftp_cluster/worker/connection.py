@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 from typing import cast
 
 from ftp_cluster.shared.limits.base import Refusal
 from ftp_cluster.worker.context import WorkerContext
-from ftp_cluster.worker.datachannel import DataChannel, Moved, SocketChannel
+from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
 from ftp_cluster.worker.protocol.addresses import normalise_host
@@ -39,10 +41,14 @@ from ftp_cluster.worker.protocol.requests import (
     Outcome,
     Request,
     Signal,
+    StartTLS,
     Transfer,
 )
 from ftp_cluster.worker.protocol.session import Session
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
+from ftp_cluster.worker.tls import after_control_handshake
+from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
+from ftp_cluster.worker.tls_channel import handshake as tls_handshake
 from ftp_cluster.worker.transfer import TransferJob
 
 __all__ = ["ControlConnection"]
@@ -60,12 +66,16 @@ class ControlConnection(asyncio.Protocol):
     __slots__ = (
         "_buckets",
         "_fs",
+        "_implicit_tls",
         "_last_activity",
         "_local_host",
         "_passive",
+        "_passive_tls",
+        "_peer_certificate",
         "_pumping",
         "_reading_paused",
         "_runner",
+        "_tls",
         "_transfer",
         "_transport",
         "_writes_paused",
@@ -76,8 +86,12 @@ class ControlConnection(asyncio.Protocol):
         "session_id",
     )
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, *, implicit_tls: bool = False) -> None:
         self.ctx = ctx
+        self._implicit_tls = implicit_tls
+        self._tls: ssl.SSLContext | None = None  # this session's own (see .tls)
+        self._peer_certificate: bytes | None = None
+        self._passive_tls: asyncio.Task[TLSWire] | None = None
         self.session_id = ctx.next_session_id()
         self.session: Session | None = None
         self.admitted = False
@@ -101,7 +115,9 @@ class ControlConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = normalise_host(transport.get_extra_info("peername")[0])
         self._local_host = transport.get_extra_info("sockname")[0]
-        self.session = Session(self.ctx.options, peer, self._local_host)
+        self.session = Session(
+            self.ctx.options, peer, self._local_host, implicit_tls=self._implicit_tls
+        )
         if self.ctx.draining:
             self.session.shutdown()
             self._pump()
@@ -120,8 +136,7 @@ class ControlConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ctx.connections.discard(self)
-        if self._passive is not None:
-            self._passive.close()
+        self._close_passive()
         if self._transfer is not None:
             self._transfer.cancel()
         # A running request (admission, login) finishes first and releases
@@ -158,8 +173,7 @@ class ControlConnection(asyncio.Protocol):
                     if self._transfer is not None:
                         self._transfer.cancel()
                 elif event is Signal.HANGUP:
-                    self.closing = True
-                    transport.close()
+                    self._hang_up()
                 else:
                     assert isinstance(event, Request)
                     runner = self.ctx.start(self._run(event))
@@ -202,6 +216,10 @@ class ControlConnection(asyncio.Protocol):
 
     async def _admit(self, peer: str) -> None:
         ctx = self.ctx
+        if self._implicit_tls and not await self._start_tls():
+            # Plaintext on the implicit port, a stall or a reset: nothing to say.
+            self._hang_up()
+            return
         refusal = await ctx.limits.admit(self.session_id, peer, ctx.caps)
         self.admitted = refusal is None
         if self.closing:
@@ -215,6 +233,42 @@ class ControlConnection(asyncio.Protocol):
             self.session.admitted()
         self._pump()
 
+    def _hang_up(self) -> None:
+        if not self.closing and self._transport is not None:
+            self.closing = True
+            self._transport.close()
+
+    async def _start_tls(self) -> bool:
+        """The TLS handshake of the control connection, on a context of its own."""
+        tls = self.ctx.tls
+        transport = self._transport
+        if tls is None or transport is None or self.closing:
+            return False
+        context = tls.for_session()
+        loop = asyncio.get_running_loop()
+        try:
+            upgraded = await loop.start_tls(
+                transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.ctx.settings.socket_timeout,
+            )
+        except (OSError, TimeoutError, ConnectionError) as error:
+            self.ctx.tls_failures += 1
+            log.info("session %s: TLS handshake failed: %s", self.session_id, error)
+            return False
+        if upgraded is None:
+            return False
+        self._transport = upgraded
+        self._tls = context
+        after_control_handshake(context)
+        tls_object = upgraded.get_extra_info("ssl_object")
+        if tls_object is not None and tls.options.client_ca is not None:
+            self._peer_certificate = tls_object.getpeercert(binary_form=True)
+        self.ctx.tls_sessions += 1
+        return True
+
     def shutdown(self) -> None:
         """Graceful stop: an idle session gets 421 now, a busy one when its request ends."""
         if self.session is not None:
@@ -226,6 +280,9 @@ class ControlConnection(asyncio.Protocol):
         if self.session is not None:
             self.session.shutdown(now=True)
             self._pump()
+        if self._tls is not None and self._transport is not None:
+            # A TLS close waits up to 30 s for the peer's close_notify.
+            self._transport.abort()
 
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close with 421 if idle for ``timeout`` seconds (see :mod:`.idle`).
@@ -267,7 +324,11 @@ class ControlConnection(asyncio.Protocol):
             case ListPath():
                 return await self._filesystem().listing(request.path)
             case OpenPassive():
-                return self._open_passive()
+                return self._open_passive(request)
+            case StartTLS():
+                if await self._start_tls():
+                    return Done()
+                return Failed(Failure.IO_ERROR)
             case Transfer():
                 return await self._run_transfer(request)
             case Abort():
@@ -304,7 +365,7 @@ class ControlConnection(asyncio.Protocol):
         assert self._fs is not None, "file requests come only after login"
         return self._fs
 
-    def _open_passive(self) -> Outcome:
+    def _open_passive(self, request: OpenPassive) -> Outcome:
         self._close_passive()
         try:
             sock = self.ctx.ports.bind(self._local_host)
@@ -314,10 +375,42 @@ class ControlConnection(asyncio.Protocol):
             log.exception("cannot open a passive listener")
             return Failed(Failure.NO_DATA_CONNECTION)
         assert self.session is not None
-        self._passive = PassiveListener(sock, self.session.peer)
-        return Done(self._passive.port)
+        self._passive = passive = PassiveListener(sock, self.session.peer)
+        if request.protected and self._tls is not None:
+            # The handshake starts as soon as the client connects, before it
+            # sends the transfer command (aioftp's client waits for it).
+            timeout = self.ctx.settings.wait_future_timeout
+            self._passive_tls = asyncio.get_running_loop().create_task(
+                self._handshake_when_connected(passive, timeout)
+            )
+        return Done(passive.port)
+
+    async def _handshake_when_connected(
+        self, passive: PassiveListener, timeout: float | None
+    ) -> TLSWire:
+        return await self._data_handshake(await passive.connection(None), timeout)
+
+    async def _data_handshake(self, sock: socket.socket, timeout: float | None) -> TLSWire:
+        tls = self.ctx.tls
+        assert tls is not None and self._tls is not None
+        try:
+            return await tls_handshake(
+                sock,
+                self._tls,
+                require_reuse=tls.session_reuse,
+                peer_certificate=self._peer_certificate,
+                timeout=self.ctx.settings.socket_timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     def _close_passive(self) -> None:
+        handshaking, self._passive_tls = self._passive_tls, None
+        if handshaking is not None:
+            if handshaking.done() and not handshaking.cancelled() and not handshaking.exception():
+                handshaking.result().sock.close()  # made, never used
+            handshaking.cancel()
         if self._passive is not None:
             self._passive.close()
             self._passive = None
@@ -367,10 +460,22 @@ class ControlConnection(asyncio.Protocol):
         """The transfer's data connection: the client's to our listener, or ours to its port."""
         timeout = self.ctx.settings.wait_future_timeout
         endpoint = request.endpoint
+        if request.protected and self._tls is None:
+            raise NotProtected("PROT P without TLS on the control connection")
+        if endpoint.passive and self._passive_tls is not None and request.protected:
+            async with asyncio.timeout(timeout):
+                wire = await asyncio.shield(self._passive_tls)
+            self._passive_tls = None  # the channel owns the connection now
+            return TLSChannel(wire, throttle, moved)
         if endpoint.passive:
             if self._passive is None:
                 raise ConnectionError("no passive listener")
             sock = await self._passive.connection(timeout)
         else:
             sock = await connect_active(endpoint.host, endpoint.port, self._local_host, timeout)
+        if request.protected:
+            return TLSChannel(await self._data_handshake(sock, timeout), throttle, moved)
+        if self._passive_tls is not None:
+            sock.close()  # PROT C after a protected PASV: the client is in TLS already
+            raise NotProtected("the data connection was made for TLS")
         return SocketChannel(sock, throttle, moved, self.ctx.pipe)

@@ -16,6 +16,7 @@ from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.sockio import Pipe
+from ftp_cluster.worker.tls import TLSContexts
 from ftp_cluster.worker.transfer import Counters
 
 __all__ = ["ManagedConnection", "WorkerContext"]
@@ -49,9 +50,12 @@ class WorkerContext:
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    tls: TLSContexts | None = None  # FTPS configured
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions
     refused: int = 0  # connections refused admission (421): a limit, or Redis down
+    tls_sessions: int = 0  # control connections that completed a TLS handshake
+    tls_failures: int = 0  # control connections whose TLS handshake failed
 
     def next_session_id(self) -> str:
         session_id = str(self.accepted)

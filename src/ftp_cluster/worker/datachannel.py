@@ -28,12 +28,16 @@ from ftp_cluster.worker import sockio
 from ftp_cluster.worker.pathio.base import Download, Upload
 from ftp_cluster.worker.throttle import Throttle
 
-__all__ = ["DataChannel", "SocketChannel"]
+__all__ = ["DataChannel", "NotProtected", "SocketChannel"]
 
 _UPLOAD_BUFFER = 256 * 1024
 _BUFFERED_READ = 256 * 1024
 
 Moved = Callable[[int], None]
+
+
+class NotProtected(ConnectionError):
+    """A data connection that must be protected is not, or not by its own session."""
 
 
 class DataChannel(abc.ABC):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.settings import ClusterConfig, ServerSettings
+from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
@@ -31,11 +32,13 @@ from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 
 __all__ = ["Server", "ServerStats"]
 
 PathIOFactory = Callable[..., AbstractPathIO]
 _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(ServerSettings))
+_TLS_NAMES = frozenset(field.name for field in dataclasses.fields(TLSSettings))
 _BACKLOG = 1024
 
 
@@ -51,6 +54,24 @@ class ServerStats:
     refused: int = 0  # of those, refused admission (421): a limit, or Redis down
 
 
+def _tls_settings(base: TLSSettings | None, options: dict[str, Any]) -> TLSSettings:
+    """The ``tls_*`` keywords (``tls_certificate=...``) as :class:`TLSSettings` fields."""
+    given = {name: options.pop(name) for name in list(options) if name.startswith("tls_")}
+    fields = {name.removeprefix("tls_"): value for name, value in given.items()}
+    unknown = set(fields) - _TLS_NAMES
+    if unknown:
+        raise TypeError(
+            f"unknown Server option(s): {', '.join(f'tls_{n}' for n in sorted(unknown))}"
+        )
+    for name in ("certificate", "private_key", "client_ca"):
+        if fields.get(name) is not None:
+            fields[name] = Path(fields[name])
+    tls = dataclasses.replace(base or TLSSettings(), **fields)
+    if tls.enabled and tls.private_key is None:
+        raise TypeError("tls_certificate needs tls_private_key")
+    return tls
+
+
 def _settings(base: ServerSettings | None, options: dict[str, Any]) -> ServerSettings:
     """aioftp-style keyword arguments, checked against :class:`ServerSettings`."""
     if "data_ports" in options:
@@ -60,6 +81,27 @@ def _settings(base: ServerSettings | None, options: dict[str, Any]) -> ServerSet
     if unknown:
         raise TypeError(f"unknown Server option(s): {', '.join(sorted(unknown))}")
     return dataclasses.replace(base or ServerSettings(), **options)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _contexts(tls: TLSSettings) -> TLSContexts | None:
+    if tls.certificate is None or tls.private_key is None:
+        return None
+    options = TLSOptions(tls.certificate, tls.private_key, tls.minimum_version, tls.client_ca)
+    return TLSContexts(options, session_reuse=tls.session_reuse == "required")
 
 
 def _sockets(server: asyncio.AbstractServer) -> Sequence[socket.socket]:
@@ -88,8 +130,10 @@ class Server:
         *,
         limits: LimitsBackend | None = None,
         settings: ServerSettings | None = None,
+        tls: TLSSettings | None = None,
         **options: Any,
     ) -> None:
+        self.tls = _tls_settings(tls, options)
         self.settings = _settings(settings, options)
         self.users = UserTable(users if users is not None else (User(),))
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
@@ -102,6 +146,8 @@ class Server:
                 system_type=self.settings.system_type,
                 max_line_length=self.settings.max_line_length,
                 masquerade_address=self.settings.masquerade_address,
+                tls=self.tls.enabled,
+                tls_required=self.tls.required,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -111,6 +157,7 @@ class Server:
                 server=self.settings.maximum_connections,
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
+            tls=_contexts(self.tls),
         )
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
@@ -130,7 +177,7 @@ class Server:
     ) -> Server:
         """A server for a cluster worker, from a loaded configuration."""
         users = config.users or (User(),)
-        return cls(users, path_io_factory, limits=limits, settings=config.server)
+        return cls(users, path_io_factory, limits=limits, settings=config.server, tls=config.tls)
 
     def _roots(self) -> dict[str, PurePosixPath]:
         default = Path(self.settings.root)
@@ -140,31 +187,45 @@ class Server:
 
     # -- running ------------------------------------------------------------
 
-    async def start(self, host: str | None = None, port: int = 0) -> None:
-        """Bind ``host:port`` (default: the settings') and start accepting."""
-        host = host if host is not None else self.settings.host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(_BACKLOG)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        await self.serve([sock])
+    async def start(
+        self, host: str | None = None, port: int = 0, *, implicit_port: int | None = None
+    ) -> None:
+        """Bind ``host:port`` (default: the settings') and start accepting.
 
-    async def serve(self, sockets: Sequence[socket.socket]) -> None:
-        """Accept on already-bound, listening sockets (the supervisor's slots)."""
+        ``implicit_port`` (default: ``[tls] implicit_port``; 0 picks a free
+        one) also listens for implicit FTPS.
+        """
+        host = host if host is not None else self.settings.host
+        implicit = implicit_port if implicit_port is not None else self.tls.implicit_port
+        sockets = [_listen(host, port)]
+        try:
+            if implicit is not None:
+                sockets.append(_listen(host, implicit))
+        except BaseException:
+            sockets[0].close()
+            raise
+        await self.serve(sockets[:1], sockets[1:])
+
+    async def serve(
+        self, sockets: Sequence[socket.socket], implicit_tls: Sequence[socket.socket] = ()
+    ) -> None:
+        """Accept on already-bound, listening sockets (the supervisor's slots).
+
+        Sessions on ``implicit_tls`` sockets start with the TLS handshake.
+        """
+        if implicit_tls and self._ctx.tls is None:
+            raise ValueError("implicit FTPS sockets without a TLS certificate")
         await self.limits.start()
         loop = asyncio.get_running_loop()
-        for sock in sockets:
+        ctx = self._ctx
+        for sock, implicit in [*((s, False) for s in sockets), *((s, True) for s in implicit_tls)]:
             # Urgent data stays in the stream: an ABOR sent with MSG_OOB
             # (stdlib ftplib.abort) arrives whole. Accepted sockets inherit it.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
             server = await loop.create_server(
-                lambda: ControlConnection(self._ctx), sock=sock, backlog=_BACKLOG
+                functools.partial(ControlConnection, ctx, implicit_tls=implicit),
+                sock=sock,
+                backlog=_BACKLOG,
             )
             self._servers.append(server)
         if self._idle is not None:

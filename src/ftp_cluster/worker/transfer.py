@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ftp_cluster.worker.ascii import AsciiDownload, AsciiUpload
-from ftp_cluster.worker.datachannel import DataChannel, Moved
+from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected
 from ftp_cluster.worker.filesystem import UserFileSystem, failure_from
 from ftp_cluster.worker.pathio.base import Upload, UploadMode
 from ftp_cluster.worker.protocol.requests import Done, Failed, Failure, Outcome, Transfer
@@ -147,6 +147,8 @@ class TransferJob:
         moved = self._uploaded if self.request.is_upload else self._downloaded
         try:
             channel = await self.open_channel(moved)
+        except NotProtected:
+            return Failed(Failure.DATA_NOT_PROTECTED)
         except (OSError, TimeoutError):
             return Failed(Failure.NO_DATA_CONNECTION)
         progress = self.request.progress

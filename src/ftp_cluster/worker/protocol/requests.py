@@ -106,9 +106,14 @@ class ListPath(Request):
 
 @dataclass(frozen=True, slots=True)
 class OpenPassive(Request):
-    """Open a data listener (closing any unused one); Done carries ``(host, port)``."""
+    """Open a data listener (closing any unused one); Done carries its port.
+
+    ``protected``: PROT P is in force, so the TLS handshake of the data
+    connection may start as soon as the client connects.
+    """
 
     extended: bool
+    protected: bool = False
 
 
 class Progress:

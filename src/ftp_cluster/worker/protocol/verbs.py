@@ -309,7 +309,7 @@ def _pasv(s: Session, _: str) -> Step:
         return _EPSV_ONLY
     if s.passive_is_ipv4_only:
         return Reply.of(522, "PASV is IPv4 only here, use EPSV")
-    return OpenPassive(extended=False)
+    return OpenPassive(extended=False, protected=s.protect_data)
 
 
 def _epsv(s: Session, argument: str) -> Step:
@@ -319,7 +319,7 @@ def _epsv(s: Session, argument: str) -> Step:
         return Reply.of(200, "EPSV ALL accepted")
     if argument and argument not in ("1", "2"):
         return Reply.of(522, "network protocol not supported, use (1,2)")
-    return OpenPassive(extended=True)
+    return OpenPassive(extended=True, protected=s.protect_data)
 
 
 def _port(s: Session, argument: str) -> Step:
