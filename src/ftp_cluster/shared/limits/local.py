@@ -64,10 +64,6 @@ class LocalLimits(LimitsBackend):
         self._per_user: Counter[str] = Counter()
         self._buckets: dict[str, TokenBucket] = {}
 
-    @property
-    def share(self) -> int:
-        return self._share
-
     def _part(self, limit: int | None) -> int | None:
         return None if limit is None else math.ceil(limit / self._share)
 

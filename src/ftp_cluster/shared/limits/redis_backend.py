@@ -191,24 +191,6 @@ class RedisLimits(LimitsBackend):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @classmethod
-    def from_settings(
-        cls, settings: RedisSettings, *, worker_id: str, workers: int, url: str | None = None
-    ) -> RedisLimits:
-        """A backend configured by ``[redis]``; ``url`` overrides it (embedded Redis)."""
-        address = url or settings.url
-        if address is None:
-            raise ValueError("no Redis URL: settings.url is None and no url was given")
-        return cls(
-            address,
-            namespace=settings.namespace,
-            worker_id=worker_id,
-            workers=workers,
-            on_failure=settings.on_failure,
-            lease_ttl=settings.lease_ttl,
-            spare_slots=settings.spare_slots,
-        )
-
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:

@@ -93,9 +93,6 @@ class SparePool:
         self._used[session_id] = ip
         return Spare(spare_id, ip)
 
-    def stands_on_spare(self, session_id: str) -> bool:
-        return session_id in self._used
-
     def give_back(self, session_id: str, *, keep: bool = True) -> Spare | None:
         """The session ended: the new spare its slot becomes, or None.
 
