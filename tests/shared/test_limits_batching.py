@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.batching import Batcher
-from ftp_cluster.shared.limits.redis_admin import cluster_counts
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts
+from ftp_cluster.shared.limits.redis.batching import Batcher
 from tests.conftest import RedisServer
 
 IP = "127.0.0.1"

@@ -15,7 +15,7 @@ import pytest
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, LimitsBackend, Refusal
 from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis import RedisLimits
 
 Factory = Callable[[], LimitsBackend]
 Body = Callable[[LimitsBackend], Awaitable[None]]

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
-from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
-from ftp_cluster.shared.limits.redis_schema import LEASES, SCRIPTS
+from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
+from ftp_cluster.shared.limits.redis.connection import parse_sentinel_url, redact
+from ftp_cluster.shared.limits.redis.schema import LEASES, SCRIPTS
 from tests.conftest import RedisServer
 
 IP = "127.0.0.1"
@@ -163,7 +163,7 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
 _DOOMED_WORKER = """
 import asyncio, sys
 from ftp_cluster.shared.limits.base import ConnectionCaps
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis import RedisLimits
 
 async def main(url, namespace, worker_id, sessions, ttl):
     limits = RedisLimits(url, namespace=namespace, worker_id=worker_id, lease_ttl=float(ttl))

@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import Callable
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
-from ftp_cluster.shared.limits.spares import Spare, SparePool
+from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
+from ftp_cluster.shared.limits.redis.spares import Spare, SparePool
 from tests.conftest import RedisServer
 from tests.shared.test_limits_redis import eventually, free_slots, run
 

@@ -10,13 +10,13 @@ import pytest
 import redis.exceptions
 import uvloop
 
-from ftp_cluster.shared.limits.redis_connection import (
+from ftp_cluster.shared.limits.redis.connection import (
     CommandBuffer,
     CommandChannel,
     async_client,
     bulk,
 )
-from ftp_cluster.shared.limits.resp_wire import RespWire
+from ftp_cluster.shared.limits.redis.resp_wire import RespWire
 from tests.conftest import RedisServer
 
 Scenario = Callable[[CommandChannel], Coroutine[Any, Any, None]]

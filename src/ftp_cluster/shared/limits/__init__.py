@@ -2,7 +2,7 @@
 
 :class:`~ftp_cluster.shared.limits.base.LimitsBackend` is the contract;
 :mod:`.local` implements it in-process (one worker, the library default) and
-:mod:`.redis_backend` cluster-wide, in Redis.
+:mod:`.redis` cluster-wide, in Redis.
 """
 
 from ftp_cluster.shared.limits.base import (

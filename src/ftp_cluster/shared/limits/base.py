@@ -4,7 +4,7 @@ Connections are counted as *leases*: a session that is admitted holds a slot
 in the server-wide count and its IP's count until it is released; a session
 that logs in also holds a slot in its user's count until logout or release.
 Backends that outlive processes (Redis) make leases crash-safe; see
-:mod:`.redis_backend`.
+:mod:`.redis`.
 
 Bandwidth is limited by token buckets with *reservation* semantics: a caller
 reserves ``amount`` bytes from one or more buckets and is told how long to wait

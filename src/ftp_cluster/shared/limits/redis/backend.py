@@ -40,8 +40,8 @@ each cap; logins and bandwidth use the share in both modes. The background
 task probes Redis and, once it answers, re-registers every lease held and
 returns to cluster-wide enforcement.
 
-Key names and scripts are in :mod:`.redis_schema`; what the supervisor does to
-the shared state from outside a worker is in :mod:`.redis_admin`.
+Key names and scripts are in :mod:`.schema`; what the supervisor does to
+the shared state from outside a worker is in :mod:`.admin`.
 Requires Redis 5 or later (scripts read ``TIME`` before writing).
 """
 
@@ -64,19 +64,10 @@ from ftp_cluster.shared.limits.base import (
     LimitsBackend,
     Refusal,
 )
-from ftp_cluster.shared.limits.batching import Batcher
 from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
-from ftp_cluster.shared.limits.gate import Gate
-from ftp_cluster.shared.limits.lease_changes import (
-    Admit,
-    LeaseChange,
-    Login,
-    Release,
-    Swap,
-    coalesce,
-)
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.limits.redis_connection import (
+from ftp_cluster.shared.limits.redis.batching import Batcher
+from ftp_cluster.shared.limits.redis.connection import (
     AsyncRedis,
     CommandBuffer,
     CommandChannel,
@@ -84,7 +75,16 @@ from ftp_cluster.shared.limits.redis_connection import (
     bulk,
     redact,
 )
-from ftp_cluster.shared.limits.redis_schema import (
+from ftp_cluster.shared.limits.redis.gate import Gate
+from ftp_cluster.shared.limits.redis.lease_changes import (
+    Admit,
+    LeaseChange,
+    Login,
+    Release,
+    Swap,
+    coalesce,
+)
+from ftp_cluster.shared.limits.redis.schema import (
     LEASES,
     REFRESH,
     RELEASE_WORKER,
@@ -93,7 +93,7 @@ from ftp_cluster.shared.limits.redis_schema import (
     Keys,
     LuaScript,
 )
-from ftp_cluster.shared.limits.spares import SPARE_PREFIX, Spare, SparePool
+from ftp_cluster.shared.limits.redis.spares import SPARE_PREFIX, Spare, SparePool
 from ftp_cluster.shared.settings import RedisSettings
 
 __all__ = ["RedisLimits"]

@@ -22,7 +22,7 @@ refuses gives back its own at once). Small caps (under 16 per worker) get
 no spares at all, and so stay exact.
 
 This module is the worker's side of it, with no I/O: which spares are free,
-which sessions stand on one. :mod:`.redis_backend` moves them.
+which sessions stand on one. :mod:`.backend` moves them.
 """
 
 from __future__ import annotations
