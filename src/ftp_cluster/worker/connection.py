@@ -144,7 +144,7 @@ class ControlConnection(asyncio.Protocol):
     def _spawn_release(self) -> None:
         if self.admitted:
             self.admitted = False
-            self.ctx.start(self.ctx.limits.release(self.session_id))
+            self.ctx.start(self.ctx.limits.leases.release(self.session_id))
 
     def pause_writing(self) -> None:
         # A client that does not read its replies gets no more of them.
@@ -157,7 +157,7 @@ class ControlConnection(asyncio.Protocol):
 
     async def _admit(self) -> None:
         ctx = self.ctx
-        refusal = await ctx.limits.admit(self.session_id, self._peer, ctx.caps)
+        refusal = await ctx.limits.leases.admit(self.session_id, self._peer, ctx.caps)
         self.admitted = refusal is None
         if self.closing:
             self._spawn_release()
@@ -313,7 +313,7 @@ class ControlConnection(asyncio.Protocol):
             case Authenticate():
                 outcome = await self._authenticate(request)
             case Logout():
-                await self.ctx.limits.logout(self.session_id)
+                await self.ctx.limits.leases.logout(self.session_id)
                 self._fs = None
                 outcome = Done()
             case FileQuery():
@@ -346,7 +346,9 @@ class ControlConnection(asyncio.Protocol):
         user = request.user
         if request.password is not None and not await _check_password(user, request.password):
             return Failed(Failure.BAD_PASSWORD)
-        refusal = await self.ctx.limits.login(self.session_id, user.key, user.maximum_connections)
+        refusal = await self.ctx.limits.leases.login(
+            self.session_id, user.key, user.maximum_connections
+        )
         if refusal is Refusal.UNAVAILABLE:
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:
@@ -357,7 +359,7 @@ class ControlConnection(asyncio.Protocol):
     async def _release(self) -> None:
         if self.admitted:
             self.admitted = False
-            await self.ctx.limits.release(self.session_id)
+            await self.ctx.limits.leases.release(self.session_id)
 
     def _filesystem(self) -> UserFileSystem:
         assert self._fs is not None, "file requests come only after login"

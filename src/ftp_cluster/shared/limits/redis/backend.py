@@ -59,8 +59,10 @@ import redis.exceptions
 
 from ftp_cluster.shared.limits.base import (
     BackendStats,
+    Bandwidth,
     Bucket,
     ConnectionCaps,
+    Leases,
     LimitsBackend,
     Refusal,
 )
@@ -133,7 +135,7 @@ _OP_ADMIT, _OP_LOGIN, _OP_SWAP, _OP_RELEASE = (bulk(code) for code in "alsr")
 _NONE = bulk(0)
 
 
-class RedisLimits(LimitsBackend):
+class RedisLimits(LimitsBackend, Leases, Bandwidth):
     """Limits shared through Redis by ``workers`` processes (on any number of hosts).
 
     ``worker_id`` must be unique among everything using ``namespace`` on this
@@ -168,7 +170,10 @@ class RedisLimits(LimitsBackend):
         self._socket_timeout = socket_timeout
         self._probe_interval = probe_interval
         # Mirrors this worker's sessions always; enforces shares during outages.
-        self._fallback = LocalLimits(share=workers)
+        fallback = LocalLimits(share=workers)
+        self._fallback = fallback.leases
+        self._fallback_bandwidth = fallback.bandwidth
+        self.leases = self.bandwidth = self
         # Sessions that ended while their release could not be sent.
         self._ended_offline: set[str] = set()
         # Sessions none of whose leases count against a cap (see admit()),
@@ -503,7 +508,7 @@ class RedisLimits(LimitsBackend):
                 self._lost(exc)
             else:
                 return int(wait_us) / 1_000_000
-        return await self._fallback.reserve(buckets, amount)
+        return await self._fallback_bandwidth.reserve(buckets, amount)
 
     def chunk_size(self, rate: int) -> int:
         """At least 128 KiB (at most 8 round trips per MiB), else ~50 ms of ``rate``."""
@@ -513,7 +518,7 @@ class RedisLimits(LimitsBackend):
         return BackendStats(
             healthy=self._healthy,
             commands_sent=self._commands,
-            sessions=self._fallback.stats().sessions,
+            sessions=self._fallback.sessions(),
         )
 
     # -- Redis plumbing ------------------------------------------------------
@@ -625,7 +630,7 @@ class RedisLimits(LimitsBackend):
         A restart while this worker sent nothing goes unnoticed otherwise
         until the next refresh; checking the index is one cheap command.
         """
-        if not self._fallback.stats().sessions:
+        if not self._fallback.sessions():
             return False
         try:
             exists = await self._command("EXISTS", self._keys.index)
