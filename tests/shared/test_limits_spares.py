@@ -397,7 +397,7 @@ def test_concurrent_churn_on_spares_keeps_redis_exact(
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["sessions"] == 11 and counts["ips"] == {IP: 11}
             assert counts["users"] == {"alice": 10}
-            assert counts["spare_slots"] == len(limits._spares.held())
+            assert counts["spare_slots"] == len(limits.leases._spares.held())
             for session_id in held:
                 await limits.leases.release(session_id)
             await limits.settled()
