@@ -8,7 +8,7 @@ The library API mirrors aioftp's server::
     await server.wait_closed()
 """
 
-from ftp_cluster.shared.limits.base import LimitsBackend
+from ftp_cluster.shared.limits.base import Bandwidth, Leases, LimitsBackend
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
 from ftp_cluster.shared.users import Permission, User
 from ftp_cluster.worker.pathio import (
@@ -25,7 +25,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractPathIO",
     "AsyncPathIO",
+    "Bandwidth",
     "ClusterConfig",
+    "Leases",
     "LimitsBackend",
     "MemoryPathIO",
     "PathIO",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
-from ftp_cluster.shared.limits.local import LocalLimits
+from ftp_cluster.shared.limits.local import LocalLeases, LocalLimits
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.endpoints import PassiveListener
 from ftp_cluster.worker.transfer import TransferJob
@@ -218,12 +218,20 @@ def test_closed_sessions_are_not_kept_until_their_idle_timeout(
     assert running.call(live_objects()) == before
 
 
-class SlowReleaseLimits(LocalLimits):
-    """In-process limits whose release takes as long as a slow remote store's."""
+class SlowReleaseLeases(LocalLeases):
+    """In-process leases whose release takes as long as a slow remote store's."""
 
     async def release(self, session_id: str) -> None:
         await asyncio.sleep(0.3)
         await super().release(session_id)
+
+
+class SlowReleaseLimits(LocalLimits):
+    """In-process limits with :class:`SlowReleaseLeases`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leases = SlowReleaseLeases()
 
 
 def test_quit_releases_the_slot_before_221_is_read(run_server: ServerFactory) -> None:

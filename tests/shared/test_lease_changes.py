@@ -6,7 +6,7 @@ test_limits_redis.py and test_limits_spares.py.
 
 from __future__ import annotations
 
-from ftp_cluster.shared.limits.lease_changes import Admit, Login, Release, Swap, coalesce
+from ftp_cluster.shared.limits.redis.lease_changes import Admit, Login, Release, Swap, coalesce
 
 IP = "127.0.0.1"
 

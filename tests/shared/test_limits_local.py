@@ -16,13 +16,13 @@ def test_share_divides_caps_rounding_up() -> None:
     async def main() -> None:
         limits = LocalLimits(share=3)
         caps = ConnectionCaps(server=7, per_ip=4)  # parts: 3 and 2
-        assert await limits.admit("a", IP, caps) is None
-        assert await limits.admit("b", IP, caps) is None
-        assert await limits.admit("c", IP, caps) is Refusal.IP_FULL
-        assert await limits.admit("c", "127.0.0.2", caps) is None
-        assert await limits.admit("d", "127.0.0.3", caps) is Refusal.SERVER_FULL
-        assert await limits.login("a", "alice", 2) is None  # part: 1
-        assert await limits.login("b", "alice", 2) is Refusal.USER_FULL
+        assert await limits.leases.admit("a", IP, caps) is None
+        assert await limits.leases.admit("b", IP, caps) is None
+        assert await limits.leases.admit("c", IP, caps) is Refusal.IP_FULL
+        assert await limits.leases.admit("c", "127.0.0.2", caps) is None
+        assert await limits.leases.admit("d", "127.0.0.3", caps) is Refusal.SERVER_FULL
+        assert await limits.leases.login("a", "alice", 2) is None  # part: 1
+        assert await limits.leases.login("b", "alice", 2) is Refusal.USER_FULL
 
     asyncio.run(main())
 
@@ -33,7 +33,9 @@ def test_share_divides_rates_rounding_up() -> None:
 
     async def main() -> None:
         # ceil(3000 / 3) = 1000 bytes/s.
-        assert await limits.reserve([Bucket("server:read", 2999)], 1000) == pytest.approx(1.0)
+        assert await limits.bandwidth.reserve([Bucket("server:read", 2999)], 1000) == pytest.approx(
+            1.0
+        )
 
     asyncio.run(main())
 
@@ -48,14 +50,14 @@ def test_holdings_include_sessions_that_only_logged_in() -> None:
 
     async def main() -> None:
         limits = LocalLimits()
-        assert await limits.admit("a", IP, ConnectionCaps()) is None
-        assert await limits.login("b", "bob", 1) is None
-        assert limits.holdings() == [Holding("a", IP, None), Holding("b", None, "bob")]
-        assert limits.holding("b") == Holding("b", None, "bob")
+        assert await limits.leases.admit("a", IP, ConnectionCaps()) is None
+        assert await limits.leases.login("b", "bob", 1) is None
+        assert limits.leases.holdings() == [Holding("a", IP, None), Holding("b", None, "bob")]
+        assert limits.leases.holding("b") == Holding("b", None, "bob")
         assert limits.stats().sessions == 2
-        await limits.release("b")
-        assert limits.holding("b") is None
-        assert await limits.login("c", "bob", 1) is None
+        await limits.leases.release("b")
+        assert limits.leases.holding("b") is None
+        assert await limits.leases.login("c", "bob", 1) is None
 
     asyncio.run(main())
 
@@ -65,4 +67,4 @@ def test_holdings_include_sessions_that_only_logged_in() -> None:
     [(1, 16 * 1024), (4 * 1024 * 1024, 41943), (100 * 1024 * 1024, 256 * 1024)],
 )
 def test_chunk_size_is_ten_milliseconds_clamped(rate: int, chunk: int) -> None:
-    assert LocalLimits().chunk_size(rate) == chunk
+    assert LocalLimits().bandwidth.chunk_size(rate) == chunk

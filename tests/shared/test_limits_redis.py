@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
-from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
-from ftp_cluster.shared.limits.redis_schema import LEASES, SCRIPTS
+from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
+from ftp_cluster.shared.limits.redis.connection import parse_sentinel_url, redact
+from ftp_cluster.shared.limits.redis.schema import LEASES, SCRIPTS
 from tests.conftest import RedisServer
 
 IP = "127.0.0.1"
@@ -65,13 +65,13 @@ async def free_slots(limits: RedisLimits, caps: ConnectionCaps, ip: str = FOREIG
     admitted: list[str] = []
     try:
         for n in range(100):
-            if await limits.admit(f"probe-{n}", ip, caps) is not None:
+            if await limits.leases.admit(f"probe-{n}", ip, caps) is not None:
                 break
             admitted.append(f"probe-{n}")
         return len(admitted)
     finally:
         for session_id in admitted:
-            await limits.release(session_id)
+            await limits.leases.release(session_id)
 
 
 # -- sharing between workers and hosts -----------------------------------------
@@ -89,19 +89,19 @@ def test_workers_share_counts_over_tcp_and_unix_socket(
         await unix.start()
         try:
             # Both instances use session id "1": worker ids keep them apart.
-            assert await tcp.admit("1", IP, caps) is None
-            assert await unix.admit("1", IP, caps) is None
-            assert await unix.admit("2", IP, caps) is Refusal.IP_FULL
-            assert await unix.admit("2", FOREIGN, caps) is None
-            assert await tcp.admit("2", "10.0.0.1", caps) is Refusal.SERVER_FULL
+            assert await tcp.leases.admit("1", IP, caps) is None
+            assert await unix.leases.admit("1", IP, caps) is None
+            assert await unix.leases.admit("2", IP, caps) is Refusal.IP_FULL
+            assert await unix.leases.admit("2", FOREIGN, caps) is None
+            assert await tcp.leases.admit("2", "10.0.0.1", caps) is Refusal.SERVER_FULL
 
-            assert await tcp.login("1", "alice", 2) is None
-            assert await unix.login("1", "alice", 2) is None
-            assert await unix.login("2", "alice", 2) is Refusal.USER_FULL
+            assert await tcp.leases.login("1", "alice", 2) is None
+            assert await unix.leases.login("1", "alice", 2) is None
+            assert await unix.leases.login("2", "alice", 2) is Refusal.USER_FULL
 
-            await tcp.release("1")
-            assert await unix.login("2", "alice", 2) is None
-            assert await unix.admit("3", "10.0.0.1", caps) is None
+            await tcp.leases.release("1")
+            assert await unix.leases.login("2", "alice", 2) is None
+            assert await unix.leases.admit("3", "10.0.0.1", caps) is None
             assert tcp.stats().healthy and unix.stats().healthy
         finally:
             await tcp.close()
@@ -121,13 +121,13 @@ def test_close_releases_everything_the_worker_holds(
         await leaving.start()
         await staying.start()
         try:
-            assert await leaving.admit("1", IP, caps) is None
-            assert await leaving.login("1", "alice", 1) is None
-            assert await staying.admit("1", IP, caps) is None
+            assert await leaving.leases.admit("1", IP, caps) is None
+            assert await leaving.leases.login("1", "alice", 1) is None
+            assert await staying.leases.admit("1", IP, caps) is None
             assert await free_slots(staying, caps) == 0
             await leaving.close()
             assert await free_slots(staying, caps) == 1
-            assert await staying.login("1", "alice", 1) is None
+            assert await staying.leases.login("1", "alice", 1) is None
         finally:
             await staying.close()
 
@@ -141,8 +141,8 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
         await limits.start()
         try:
             for n, ip in enumerate([IP, IP, FOREIGN]):
-                assert await limits.admit(str(n), ip, NO_CAPS) is None
-            assert await limits.login("0", "alice", None) is None
+                assert await limits.leases.admit(str(n), ip, NO_CAPS) is None
+            assert await limits.leases.login("0", "alice", None) is None
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts == {
@@ -163,14 +163,14 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
 _DOOMED_WORKER = """
 import asyncio, sys
 from ftp_cluster.shared.limits.base import ConnectionCaps
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
+from ftp_cluster.shared.limits.redis import RedisLimits
 
 async def main(url, namespace, worker_id, sessions, ttl):
     limits = RedisLimits(url, namespace=namespace, worker_id=worker_id, lease_ttl=float(ttl))
     await limits.start()
     for n in range(int(sessions)):
-        assert await limits.admit(str(n), "127.0.0.1", ConnectionCaps()) is None
-        assert await limits.login(str(n), "alice", None) is None
+        assert await limits.leases.admit(str(n), "127.0.0.1", ConnectionCaps()) is None
+        assert await limits.leases.login(str(n), "alice", None) is None
     await limits.settled()  # uncapped changes are not waited for otherwise
     print("ready", flush=True)
     await asyncio.sleep(60)
@@ -211,7 +211,7 @@ def test_release_worker_leases_frees_a_dead_workers_slots(
             limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="other")
             try:
                 assert await free_slots(limits, caps) == 1
-                assert await limits.login("x", "alice", 2) is Refusal.USER_FULL
+                assert await limits.leases.login("x", "alice", 2) is Refusal.USER_FULL
             finally:
                 await limits.close()
 
@@ -225,7 +225,7 @@ def test_release_worker_leases_frees_a_dead_workers_slots(
             limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="other")
             try:
                 assert await free_slots(limits, caps) == 3
-                assert await limits.login("x", "alice", 1) is None
+                assert await limits.leases.login("x", "alice", 1) is None
             finally:
                 await limits.close()
 
@@ -279,9 +279,9 @@ def test_live_leases_outlast_their_ttl(redis_server: RedisServer, redis_namespac
         other = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="other")
         await holder.start()
         try:
-            assert await holder.admit("1", IP, caps) is None
+            assert await holder.leases.admit("1", IP, caps) is None
             await asyncio.sleep(3 * ttl)
-            assert await other.admit("1", IP, caps) is Refusal.SERVER_FULL
+            assert await other.leases.admit("1", IP, caps) is Refusal.SERVER_FULL
         finally:
             await holder.close()
             await other.close()
@@ -309,21 +309,24 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
         await limits.start()
         try:
             for n in range(3):
-                assert await limits.admit(str(n), IP, NO_CAPS) is None
+                assert await limits.leases.admit(str(n), IP, NO_CAPS) is None
             server.stop()
             started = time.monotonic()
             # A capped admission waits for Redis, so the outage refuses the
             # very first one (an uncapped one would be admitted, not waiting).
-            assert await limits.admit("3", IP, ConnectionCaps(server=100)) is Refusal.UNAVAILABLE
-            assert await limits.admit("4", IP, NO_CAPS) is Refusal.UNAVAILABLE
+            assert (
+                await limits.leases.admit("3", IP, ConnectionCaps(server=100))
+                is Refusal.UNAVAILABLE
+            )
+            assert await limits.leases.admit("4", IP, NO_CAPS) is Refusal.UNAVAILABLE
             assert not limits.stats().healthy
             # Admitted sessions carry on: logins count against this worker's
             # share of the user's cap, ceil(3 / 2) = 2.
-            assert await limits.login("0", "alice", 3) is None
-            assert await limits.login("1", "alice", 3) is None
-            assert await limits.login("2", "alice", 3) is Refusal.USER_FULL
+            assert await limits.leases.login("0", "alice", 3) is None
+            assert await limits.leases.login("1", "alice", 3) is None
+            assert await limits.leases.login("2", "alice", 3) is Refusal.USER_FULL
             # Bandwidth continues locally at ceil(rate / 2).
-            wait = await limits.reserve([Bucket("server:write", rate)], rate // 2)
+            wait = await limits.bandwidth.reserve([Bucket("server:write", rate)], rate // 2)
             assert wait == pytest.approx(1.0, abs=0.05)
             assert time.monotonic() - started < 1.5, "calls must not hang while Redis is down"
 
@@ -331,9 +334,9 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
             took = await eventually(_healthy(limits), timeout=5)
             assert took < 3
             # The logins made during the outage now count cluster-wide.
-            assert await other.admit("x", IP, NO_CAPS) is None
-            assert await other.login("x", "alice", 2) is Refusal.USER_FULL
-            assert await other.login("x", "alice", 3) is None
+            assert await other.leases.admit("x", IP, NO_CAPS) is None
+            assert await other.leases.login("x", "alice", 2) is Refusal.USER_FULL
+            assert await other.leases.login("x", "alice", 3) is None
         finally:
             await limits.close()
             await other.close()
@@ -371,14 +374,14 @@ def test_open_mode_admits_a_share_and_resyncs_after_restart(
         other = RedisLimits(server.url, namespace=redis_namespace, worker_id="w2")
         await limits.start()
         try:
-            assert await limits.admit("0", IP, caps) is None
+            assert await limits.leases.admit("0", IP, caps) is None
             server.stop()
-            assert await limits.admit("1", IP, caps) is None
-            assert await limits.admit("2", IP, caps) is Refusal.IP_FULL
-            assert await limits.admit("3", FOREIGN, caps) is None
-            assert await limits.admit("4", "10.0.0.1", caps) is Refusal.SERVER_FULL
-            await limits.release("1")  # ended during the outage
-            assert await limits.login("3", "alice", None) is None
+            assert await limits.leases.admit("1", IP, caps) is None
+            assert await limits.leases.admit("2", IP, caps) is Refusal.IP_FULL
+            assert await limits.leases.admit("3", FOREIGN, caps) is None
+            assert await limits.leases.admit("4", "10.0.0.1", caps) is Refusal.SERVER_FULL
+            await limits.leases.release("1")  # ended during the outage
+            assert await limits.leases.login("3", "alice", None) is None
             assert not limits.stats().healthy
 
             server.start()  # empty: every lease is gone
@@ -386,13 +389,13 @@ def test_open_mode_admits_a_share_and_resyncs_after_restart(
             # Exactly sessions 0 and 3 are registered again.
             assert await free_slots(other, ConnectionCaps(server=5)) == 3
             assert await free_slots(other, ConnectionCaps(per_ip=3), ip=IP) == 2
-            assert await other.admit("x", IP, NO_CAPS) is None
-            assert await other.login("x", "alice", 1) is Refusal.USER_FULL
+            assert await other.leases.admit("x", IP, NO_CAPS) is None
+            assert await other.leases.login("x", "alice", 1) is Refusal.USER_FULL
 
             # A session admitted during the outage is released normally.
-            await limits.release("3")
+            await limits.leases.release("3")
             assert await free_slots(other, ConnectionCaps(server=5)) == 3
-            assert await other.login("x", "alice", 1) is None
+            assert await other.leases.login("x", "alice", 1) is None
         finally:
             await limits.close()
             await other.close()
@@ -414,20 +417,20 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
         other = RedisLimits(server.url, namespace=redis_namespace, worker_id="w2")
         await limits.start()
         try:
-            assert await limits.admit("1", IP, caps) is None
-            assert await limits.login("1", "alice", None) is None
+            assert await limits.leases.admit("1", IP, caps) is None
+            assert await limits.leases.login("1", "alice", None) is None
             with server.hung():
                 started = time.monotonic()
                 # The first call times out (Redis will still run it when it
                 # resumes); the release after it is not even sent.
-                assert await limits.admit("2", IP, caps) is None
-                await limits.release("1")
+                assert await limits.leases.admit("2", IP, caps) is None
+                await limits.leases.release("1")
                 assert time.monotonic() - started < 1.5
                 assert not limits.stats().healthy
             await eventually(_healthy(limits), timeout=5)
             # Session 1's lease, still in Redis, was dropped; session 2's added.
             assert await free_slots(other, caps) == 1
-            assert await other.login("x", "alice", 1) is None
+            assert await other.leases.login("x", "alice", 1) is None
         finally:
             await limits.close()
             await other.close()
@@ -449,12 +452,14 @@ def test_uncapped_changes_do_not_wait_for_redis(
         try:
             with server.hung():
                 started = time.monotonic()
-                assert await limits.admit("1", IP, NO_CAPS) is None
-                assert await limits.login("1", "alice", None) is None
-                assert await limits.admit("2", FOREIGN, NO_CAPS) is None
-                await limits.release("2")
+                assert await limits.leases.admit("1", IP, NO_CAPS) is None
+                assert await limits.leases.login("1", "alice", None) is None
+                assert await limits.leases.admit("2", FOREIGN, NO_CAPS) is None
+                await limits.leases.release("2")
                 assert time.monotonic() - started < 2.5, "uncapped changes waited for Redis"
-                capped = asyncio.create_task(limits.admit("3", IP, ConnectionCaps(server=10)))
+                capped = asyncio.create_task(
+                    limits.leases.admit("3", IP, ConnectionCaps(server=10))
+                )
                 await asyncio.sleep(0.3)
                 assert not capped.done(), "a capped admission must wait for Redis"
             assert await capped is None
@@ -481,24 +486,24 @@ def test_sessions_that_come_and_go_within_one_batch_cost_no_call(
 
     async def main() -> None:
         async with started(redis_server, redis_namespace) as limits:
-            assert await limits.admit("stays", IP, NO_CAPS) is None
-            assert await limits.login("stays", "alice", None) is None
+            assert await limits.leases.admit("stays", IP, NO_CAPS) is None
+            assert await limits.leases.login("stays", "alice", None) is None
             await limits.settled()
             before = limits.stats().commands_sent
             for n in range(20):
-                assert await limits.admit(f"s{n}", IP, NO_CAPS) is None
-                assert await limits.login(f"s{n}", "alice", None) is None
-                await limits.logout(f"s{n}")
-                await limits.release(f"s{n}")
+                assert await limits.leases.admit(f"s{n}", IP, NO_CAPS) is None
+                assert await limits.leases.login(f"s{n}", "alice", None) is None
+                await limits.leases.logout(f"s{n}")
+                await limits.leases.release(f"s{n}")
             await limits.settled()
             assert limits.stats().commands_sent == before
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["sessions"] == 1 and counts["users"] == {"alice": 1}
             # One that stays past its batch still reaches Redis, and leaves it.
-            assert await limits.admit("late", IP, NO_CAPS) is None
+            assert await limits.leases.admit("late", IP, NO_CAPS) is None
             await limits.settled()
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 2
-            await limits.release("late")
+            await limits.leases.release("late")
             await limits.settled()
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 1
         assert redis_server.client().keys(f"{redis_namespace}:*") == []
@@ -515,7 +520,7 @@ def test_a_large_batch_goes_in_script_calls_of_bounded_length(
         async with started(redis_server, redis_namespace) as limits:
             before = limits.stats().commands_sent
             for n in range(300):
-                assert await limits.admit(f"s{n}", IP, NO_CAPS) is None
+                assert await limits.leases.admit(f"s{n}", IP, NO_CAPS) is None
             await limits.settled()
             assert limits.stats().commands_sent - before == 2
             assert cluster_counts(redis_server.client(), redis_namespace)["sessions"] == 300
@@ -538,9 +543,9 @@ def test_an_uncapped_change_that_fails_starts_the_outage(
         try:
             server.stop()
             # Admitted at once: nothing was known to be wrong, and no cap is at stake.
-            assert await limits.admit("1", IP, NO_CAPS) is None
+            assert await limits.leases.admit("1", IP, NO_CAPS) is None
             await eventually(unhealthy, timeout=5)
-            assert await limits.admit("2", IP, NO_CAPS) is Refusal.UNAVAILABLE
+            assert await limits.leases.admit("2", IP, NO_CAPS) is Refusal.UNAVAILABLE
             server.start()
             await eventually(_healthy(limits), timeout=5)
             await limits.settled()
@@ -562,11 +567,11 @@ def test_redis_that_never_answered(redis_factory: Callable[[], RedisServer]) -> 
         await limits.start()
         try:
             assert not limits.stats().healthy
-            assert await limits.admit("1", IP, NO_CAPS) is Refusal.UNAVAILABLE
+            assert await limits.leases.admit("1", IP, NO_CAPS) is Refusal.UNAVAILABLE
             assert time.monotonic() - started < 1.5
             server.start()
             await eventually(_healthy(limits), timeout=5)
-            assert await limits.admit("1", IP, NO_CAPS) is None
+            assert await limits.leases.admit("1", IP, NO_CAPS) is None
         finally:
             await limits.close()
 
@@ -588,8 +593,8 @@ def test_leases_are_registered_again_after_a_restart(
         other = RedisLimits(server.url, namespace=redis_namespace, worker_id="w2")
         await holder.start()
         try:
-            assert await holder.admit("1", IP, caps) is None
-            assert await holder.admit("2", IP, caps) is None
+            assert await holder.leases.admit("1", IP, caps) is None
+            assert await holder.leases.admit("2", IP, caps) is None
             server.restart()
 
             async def counted_again() -> bool:
@@ -609,11 +614,11 @@ def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespa
         limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
         await limits.start()
         try:
-            assert await limits.admit("1", IP, NO_CAPS) is None
+            assert await limits.leases.admit("1", IP, NO_CAPS) is None
             await limits.settled()
             redis_server.client().script_flush()
             before = limits.stats().commands_sent
-            assert await limits.admit("2", IP, NO_CAPS) is None
+            assert await limits.leases.admit("2", IP, NO_CAPS) is None
             await limits.settled()
             # The failed EVALSHA, one SCRIPT LOAD per script, the retried EVALSHA.
             assert limits.stats().commands_sent - before == len(SCRIPTS) + 2
@@ -665,20 +670,20 @@ def test_connections_dropped_while_idle_are_no_outage(
         await limits.start()
         try:
             # Both the lease channel and a pooled connection get used.
-            assert await limits.admit("1", IP, caps) is None
-            assert await limits.login("1", "alice", 1) is None
-            await limits.reserve(buckets, 1024)
-            await limits.release("1")
+            assert await limits.leases.admit("1", IP, caps) is None
+            assert await limits.leases.login("1", "alice", 1) is None
+            await limits.bandwidth.reserve(buckets, 1024)
+            await limits.leases.release("1")
             dropped_by(server)
-            assert await limits.admit("2", IP, caps) is None
-            assert await limits.login("2", "alice", 1) is None
+            assert await limits.leases.admit("2", IP, caps) is None
+            assert await limits.leases.login("2", "alice", 1) is None
             await asyncio.sleep(0.05)  # the loop of an idle worker sees the sockets close
-            assert await limits.reserve(buckets, 1024) < 0.1
+            assert await limits.bandwidth.reserve(buckets, 1024) < 0.1
             assert limits.stats().healthy
             # Counted once each: the other slot is free, alice is at her cap.
-            assert await limits.admit("3", IP, caps) is None
-            assert await limits.admit("4", IP, caps) is Refusal.SERVER_FULL
-            assert await limits.login("3", "alice", 1) is Refusal.USER_FULL
+            assert await limits.leases.admit("3", IP, caps) is None
+            assert await limits.leases.admit("4", IP, caps) is Refusal.SERVER_FULL
+            assert await limits.leases.login("3", "alice", 1) is Refusal.USER_FULL
         finally:
             await limits.close()
 
@@ -748,11 +753,13 @@ def test_commands_per_mib_moved(redis_server: RedisServer, redis_namespace: str,
         limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
         await limits.start()
         try:
-            chunk = min(limits.chunk_size(bucket.rate) for bucket in buckets)
+            chunk = min(limits.bandwidth.chunk_size(bucket.rate) for bucket in buckets)
             before = limits.stats().commands_sent
             moved = 0
             while moved < 8 * MiB:
-                await limits.reserve(buckets, chunk)  # a transfer loop, minus the sleeping
+                await limits.bandwidth.reserve(
+                    buckets, chunk
+                )  # a transfer loop, minus the sleeping
                 moved += chunk
             per_mib = (limits.stats().commands_sent - before) / (moved / MiB)
             assert 0 < per_mib <= 16
@@ -772,9 +779,9 @@ def test_aggregate_rate_of_concurrent_transfers_on_two_workers(
 
     async def transfer(limits: RedisLimits, deadline: float) -> int:
         moved = 0
-        chunk = limits.chunk_size(rate)
+        chunk = limits.bandwidth.chunk_size(rate)
         while True:
-            await asyncio.sleep(await limits.reserve([bucket], chunk))
+            await asyncio.sleep(await limits.bandwidth.reserve([bucket], chunk))
             if time.monotonic() > deadline:
                 return moved
             moved += chunk
@@ -802,9 +809,9 @@ def test_aggregate_rate_of_concurrent_transfers_on_two_workers(
 
 def test_chunk_size() -> None:
     limits = RedisLimits("redis://127.0.0.1:1/0", namespace="ns", worker_id="w")
-    assert limits.chunk_size(1) == 128 * 1024
-    assert limits.chunk_size(1 * MiB) == 128 * 1024
-    assert limits.chunk_size(100 * MiB) == 5 * MiB
+    assert limits.bandwidth.chunk_size(1) == 128 * 1024
+    assert limits.bandwidth.chunk_size(1 * MiB) == 128 * 1024
+    assert limits.bandwidth.chunk_size(100 * MiB) == 5 * MiB
 
 
 # -- URLs ---------------------------------------------------------------------------
@@ -854,8 +861,11 @@ def test_through_sentinel(redis_factory: Callable[[], RedisServer], redis_namesp
             limits = RedisLimits(url, namespace=redis_namespace, worker_id="w")
             await limits.start()
             try:
-                assert await limits.admit("1", IP, ConnectionCaps(server=1)) is None
-                assert await limits.admit("2", IP, ConnectionCaps(server=1)) is Refusal.SERVER_FULL
+                assert await limits.leases.admit("1", IP, ConnectionCaps(server=1)) is None
+                assert (
+                    await limits.leases.admit("2", IP, ConnectionCaps(server=1))
+                    is Refusal.SERVER_FULL
+                )
                 assert limits.stats().healthy
             finally:
                 await limits.close()

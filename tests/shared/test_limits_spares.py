@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import Callable
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, Refusal
-from ftp_cluster.shared.limits.redis_admin import cluster_counts, release_worker_leases
-from ftp_cluster.shared.limits.redis_backend import RedisLimits
-from ftp_cluster.shared.limits.spares import Spare, SparePool
+from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
+from ftp_cluster.shared.limits.redis.spares import Spare, SparePool
 from tests.conftest import RedisServer
 from tests.shared.test_limits_redis import eventually, free_slots, run
 
@@ -49,7 +49,6 @@ def test_granted_spares_are_taken_and_given_back() -> None:
     assert pool.take("s1", FOREIGN) is None  # spares belong to their IP
     assert pool.take("s1", IP) == first
     assert pool.held() == []  # its lease is now the session's
-    assert pool.stands_on_spare("s1")
     assert pool.take("s2", IP) is None
     returned = pool.give_back("s1")  # a new spare, under a new id
     assert returned is not None and returned.ip == IP
@@ -104,7 +103,9 @@ def test_drop_free_keeps_the_sessions_on_spares() -> None:
     assert pool.take("s1", IP) is not None
     (dropped,) = pool.drop_free()
     assert isinstance(dropped, Spare)
-    assert pool.held() == [] and pool.stands_on_spare("s1")
+    assert pool.held() == []
+    # s1 still stands on its spare: when it ends, its slot becomes one again.
+    assert pool.give_back("s1") is not None
 
 
 def test_spares_stay_within_a_sixteenth_of_each_cap() -> None:
@@ -142,15 +143,15 @@ def test_no_spares_when_disabled() -> None:
 async def churn(limits: RedisLimits, prefix: str, sessions: int, ip: str = IP) -> None:
     """Sessions one after the other while one more stays connected throughout."""
     for n in range(sessions):
-        assert await limits.admit(f"{prefix}{n}", ip, FAR) is None
-        await limits.release(f"{prefix}{n}")
+        assert await limits.leases.admit(f"{prefix}{n}", ip, FAR) is None
+        await limits.leases.release(f"{prefix}{n}")
 
 
 async def warmed(server: RedisServer, namespace: str, worker_id: str = "w") -> RedisLimits:
     """A started backend with one session from IP ("anchor") and spares for IP."""
     limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id)
     await limits.start()
-    assert await limits.admit("anchor", IP, FAR) is None
+    assert await limits.leases.admit("anchor", IP, FAR) is None
     await churn(limits, "warm", 3)
     await limits.settled()
     assert cluster_counts(server.client(), namespace)["spare_slots"] >= 1
@@ -186,7 +187,7 @@ def test_without_spare_slots_every_capped_admission_asks_redis(
         )
         await limits.start()
         try:
-            assert await limits.admit("anchor", IP, FAR) is None
+            assert await limits.leases.admit("anchor", IP, FAR) is None
             before = limits.stats().commands_sent
             await churn(limits, "s", 10)
             assert limits.stats().commands_sent - before == 20
@@ -212,9 +213,9 @@ def test_spares_are_granted_only_below_half_the_cap(
         await limits.start()
         try:
             for n in range(others):
-                assert await other.admit(f"o{n}", IP, caps) is None
+                assert await other.leases.admit(f"o{n}", IP, caps) is None
             for n in range(2):  # the second has company: it asks for a spare
-                assert await limits.admit(f"s{n}", IP, caps) is None
+                assert await limits.leases.admit(f"s{n}", IP, caps) is None
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["ips"][IP] == others + 2
@@ -239,8 +240,8 @@ def test_a_worker_takes_its_own_spares_up_to_the_cap_exactly(
         await limits.start()
         try:
             for n in range(64):
-                assert await limits.admit(str(n), IP, caps) is None
-            assert await limits.admit("over", IP, caps) is Refusal.IP_FULL
+                assert await limits.leases.admit(str(n), IP, caps) is None
+            assert await limits.leases.admit("over", IP, caps) is Refusal.IP_FULL
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["ips"] == {IP: 64} and counts["spare_slots"] == 0
@@ -263,15 +264,15 @@ def test_caps_hold_exactly_across_workers_holding_spares(
             await limits.start()
         try:
             for n, limits in enumerate(workers):  # warm: both hold free spares
-                assert await limits.admit(f"anchor{n}", IP, caps) is None
+                assert await limits.leases.admit(f"anchor{n}", IP, caps) is None
                 for m in range(4):
-                    assert await limits.admit(f"warm{m}", IP, caps) is None
-                    await limits.release(f"warm{m}")
+                    assert await limits.leases.admit(f"warm{m}", IP, caps) is None
+                    await limits.leases.release(f"warm{m}")
             await asyncio.gather(*(limits.settled() for limits in workers))
             assert cluster_counts(redis_server.client(), redis_namespace)["spare_slots"] >= 2
 
             results = await asyncio.gather(
-                *(limits.admit(f"s{n}", IP, caps) for n in range(40) for limits in workers)
+                *(limits.leases.admit(f"s{n}", IP, caps) for n in range(40) for limits in workers)
             )
             admitted = results.count(None)
             assert set(results) <= {None, Refusal.SERVER_FULL, Refusal.IP_FULL}
@@ -296,7 +297,7 @@ def test_own_spares_never_refuse_a_session_from_another_address(
         caps = ConnectionCaps(server=96)  # up to 96 // 16 = 6 spares
         await limits.start()
         try:
-            assert await limits.admit("anchor", IP, caps) is None
+            assert await limits.leases.admit("anchor", IP, caps) is None
             await churn(limits, "warm", 3)
             assert limits.stats().sessions == 1
             await limits.settled()
@@ -354,15 +355,15 @@ def test_spares_free_during_an_outage_are_gone_after_it(
         )
         await limits.start()
         try:
-            assert await limits.admit("anchor", IP, FAR) is None
-            assert await limits.admit("on-spare", IP, FAR) is None  # asks for one
+            assert await limits.leases.admit("anchor", IP, FAR) is None
+            assert await limits.leases.admit("on-spare", IP, FAR) is None  # asks for one
             await churn(limits, "warm", 2)
             await limits.settled()
             with server.hung():
                 # A capped admission times out: the outage starts.
-                assert await limits.admit("offline", FOREIGN, FAR) is None
+                assert await limits.leases.admit("offline", FOREIGN, FAR) is None
                 assert not limits.stats().healthy
-                await limits.release("on-spare")
+                await limits.leases.release("on-spare")
 
             async def resynced() -> bool:
                 return limits.stats().healthy
@@ -390,15 +391,15 @@ def test_concurrent_churn_on_spares_keeps_redis_exact(
             await asyncio.gather(*(churn(limits, f"c{n}-", 30) for n in range(16)))
             held = [f"h{n}" for n in range(10)]
             for session_id in held:
-                assert await limits.admit(session_id, IP, FAR) is None
-                assert await limits.login(session_id, "alice", None) is None
+                assert await limits.leases.admit(session_id, IP, FAR) is None
+                assert await limits.leases.login(session_id, "alice", None) is None
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["sessions"] == 11 and counts["ips"] == {IP: 11}
             assert counts["users"] == {"alice": 10}
-            assert counts["spare_slots"] == len(limits._spares.held())
+            assert counts["spare_slots"] == len(limits.leases._spares.held())
             for session_id in held:
-                await limits.release(session_id)
+                await limits.leases.release(session_id)
             await limits.settled()
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["sessions"] == 1 and counts["users"] == {}

@@ -10,13 +10,13 @@ import pytest
 import redis.exceptions
 import uvloop
 
-from ftp_cluster.shared.limits.redis_connection import (
+from ftp_cluster.shared.limits.redis.connection import (
     CommandBuffer,
     CommandChannel,
     async_client,
     bulk,
 )
-from ftp_cluster.shared.limits.resp_wire import RespWire
+from ftp_cluster.shared.limits.redis.resp_wire import RespWire
 from tests.conftest import RedisServer
 
 Scenario = Callable[[CommandChannel], Coroutine[Any, Any, None]]
@@ -115,3 +115,27 @@ def test_a_hung_redis_times_out_and_the_connection_is_dropped(
         assert await channel.call(CommandBuffer("ECHO", "next")) == b"next"
 
     on_channel(server.url, scenario, timeout=0.3)
+
+
+def test_push_messages_answer_no_command(redis_server: RedisServer) -> None:
+    """RESP3 pushes (redis-py 8 speaks RESP3 by default) are out of band, not replies."""
+    key = "wire-tracked"
+
+    async def scenario(channel: CommandChannel) -> None:
+        assert await channel.call(CommandBuffer("HELLO", 3))
+        assert await channel.call(CommandBuffer("CLIENT", "TRACKING", "ON")) == b"OK"
+        await channel.call(CommandBuffer("GET", key))  # now tracked: a change pushes
+        wire = wire_of(channel)
+        waiting = wire.send(CommandBuffer("BLPOP", "wire-empty", "0.3").packed())
+        await asyncio.sleep(0.05)
+        redis_server.client().set(key, "changed")  # the invalidation arrives meanwhile
+        assert await waiting is None  # BLPOP's own reply: it timed out
+        assert await channel.call(CommandBuffer("PING")) == b"PONG"
+        # Unasked-for pushes do not cost the connection either.
+        await channel.call(CommandBuffer("GET", key))
+        redis_server.client().set(key, "again")
+        await asyncio.sleep(0.05)
+        assert await channel.call(CommandBuffer("ECHO", "same")) == b"same"
+        assert wire_of(channel) is wire
+
+    on_channel(redis_server.url, scenario, timeout=2)

@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.connection import parse_url
 
-from ftp_cluster.shared.limits.redis_connection import parse_sentinel_url, redact
+from ftp_cluster.shared.limits.redis.connection import parse_sentinel_url, redact
 from ftp_cluster.shared.passwords import is_valid_hash
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
 from ftp_cluster.shared.users import Permission, User

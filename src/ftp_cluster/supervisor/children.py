@@ -222,7 +222,7 @@ def release_leases(handle: WorkerHandle, hostname: str, supervisor_pid: int) -> 
         return
     ident = worker_id(hostname, supervisor_pid, handle.slot, handle.pid)
     try:
-        from ftp_cluster.shared.limits.redis_admin import (  # noqa: PLC0415
+        from ftp_cluster.shared.limits.redis.admin import (  # noqa: PLC0415
             release_worker_leases,
         )
 

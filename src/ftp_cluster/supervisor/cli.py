@@ -37,7 +37,7 @@ _SECTIONS: tuple[tuple[str, type[Any], str], ...] = (
 _PRELOAD = (
     "ftp_cluster.worker.server",
     "ftp_cluster.shared.limits.local",
-    "ftp_cluster.shared.limits.redis_backend",
+    "ftp_cluster.shared.limits.redis.backend",
 )
 
 

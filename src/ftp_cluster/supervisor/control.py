@@ -236,8 +236,8 @@ def _running(process: psutil.Process) -> bool:
 
 def redis_state(url: str, namespace: str) -> dict[str, Any]:
     """PING the cluster's Redis and read the cluster-wide counts from it."""
-    from ftp_cluster.shared.limits.redis_admin import cluster_counts  # noqa: PLC0415
-    from ftp_cluster.shared.limits.redis_connection import redact, sync_client  # noqa: PLC0415
+    from ftp_cluster.shared.limits.redis.admin import cluster_counts  # noqa: PLC0415
+    from ftp_cluster.shared.limits.redis.connection import redact, sync_client  # noqa: PLC0415
 
     state: dict[str, Any] = {"url": redact(url), "namespace": namespace}
     started = time.monotonic()

@@ -107,7 +107,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
         from ftp_cluster.shared.limits.local import LocalLimits  # noqa: PLC0415
 
         return LocalLimits()
-    from ftp_cluster.shared.limits.redis_backend import RedisLimits  # noqa: PLC0415
+    from ftp_cluster.shared.limits.redis import RedisLimits  # noqa: PLC0415
 
     return RedisLimits(
         redis.url,

@@ -220,7 +220,7 @@ class ControlConnection(asyncio.Protocol):
             # Plaintext on the implicit port, a stall or a reset: nothing to say.
             self._hang_up()
             return
-        refusal = await ctx.limits.admit(self.session_id, peer, ctx.caps)
+        refusal = await ctx.limits.leases.admit(self.session_id, peer, ctx.caps)
         self.admitted = refusal is None
         if self.closing:
             self._spawn_release()
@@ -300,12 +300,12 @@ class ControlConnection(asyncio.Protocol):
     def _spawn_release(self) -> None:
         if self.admitted:
             self.admitted = False
-            self.ctx.start(self.ctx.limits.release(self.session_id))
+            self.ctx.start(self.ctx.limits.leases.release(self.session_id))
 
     async def _release(self) -> None:
         if self.admitted:
             self.admitted = False
-            await self.ctx.limits.release(self.session_id)
+            await self.ctx.limits.leases.release(self.session_id)
 
     # -- requests -----------------------------------------------------------
 
@@ -314,7 +314,7 @@ class ControlConnection(asyncio.Protocol):
             case Authenticate():
                 return await self._authenticate(request)
             case Logout():
-                await self.ctx.limits.logout(self.session_id)
+                await self.ctx.limits.leases.logout(self.session_id)
                 self._fs = None
                 return Done()
             case FileQuery():
@@ -353,7 +353,7 @@ class ControlConnection(asyncio.Protocol):
         # A password hash costs tens of milliseconds by design: off the loop.
         elif not await asyncio.to_thread(user.check_password, request.password):
             return Failed(Failure.BAD_PASSWORD)
-        refusal = await ctx.limits.login(self.session_id, user.key, user.maximum_connections)
+        refusal = await ctx.limits.leases.login(self.session_id, user.key, user.maximum_connections)
         if refusal is Refusal.UNAVAILABLE:
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:

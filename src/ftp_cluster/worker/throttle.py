@@ -65,7 +65,7 @@ class Throttle:
         for bucket in self.local:
             wait = max(wait, bucket.reserve(amount, now))
         if self.shared:
-            wait = max(wait, await self.limits.reserve(self.shared, amount))
+            wait = max(wait, await self.limits.bandwidth.reserve(self.shared, amount))
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -103,6 +103,6 @@ def throttle_for(
     )
     # Two per-connection limits on one session: only the lower one can bind.
     local = [buckets.get(upload, min(per_connection))] if per_connection else []
-    chunks = [limits.chunk_size(bucket.rate) for bucket in shared]
+    chunks = [limits.bandwidth.chunk_size(bucket.rate) for bucket in shared]
     chunks += [local_chunk_size(bucket.rate) for bucket in local]
     return Throttle(limits, shared, local, min(chunks, default=UNLIMITED_CHUNK))

@@ -1,16 +1,30 @@
-"""The limits interface that every backend implements.
+"""The limits interface: one abstract class per kind of limit, and the backend that holds them.
 
-Connections are counted as *leases*: a session that is admitted holds a slot
-in the server-wide count and its IP's count until it is released; a session
-that logs in also holds a slot in its user's count until logout or release.
-Backends that outlive processes (Redis) make leases crash-safe; see
-:mod:`.redis_backend`.
+A :class:`LimitsBackend` is what a server holds: one attribute per *part*,
+each part an implementation of one abstract class with one job, plus the
+backend's lifecycle (:meth:`~LimitsBackend.start`, :meth:`~LimitsBackend.close`)
+and :meth:`~LimitsBackend.stats`. The parts today:
 
-Bandwidth is limited by token buckets with *reservation* semantics: a caller
-reserves ``amount`` bytes from one or more buckets and is told how long to wait
-before moving them. A bucket may go into debt (that is what makes the wait
-positive) but never holds more credit than its burst, so idle time cannot
-build up an unbounded burst.
+* :class:`Leases` (``backend.leases``): connection counts. A session that is
+  admitted holds a slot in the server-wide count and its IP's count until it
+  is released; a session that logs in also holds a slot in its user's count
+  until logout or release. Backends that outlive processes (Redis) make
+  leases crash-safe; see :mod:`.redis`.
+* :class:`Bandwidth` (``backend.bandwidth``): token buckets with
+  *reservation* semantics. A caller reserves ``amount`` bytes from one or more
+  buckets and is told how long to wait before moving them. A bucket may go
+  into debt (that is what makes the wait positive) but never holds more
+  credit than its burst, so idle time cannot build up an unbounded burst.
+
+Adding a part (bans and quotas are next) takes the same four steps: an
+abstract class here with the operations its callers need; an attribute
+``LimitsBackend.<part>`` typed by it; an in-process implementation in
+:mod:`.local`, which is also the Redis backend's fallback; and a Redis one in
+:mod:`.redis`, whose calls run under the health guard
+(:mod:`.redis.health`) and which registers a resync hook there if Redis must
+be brought back in line with it after an outage. The contract tests
+(``tests/shared/test_limits_contract.py``) then get one parametrised class
+for it, run on every back end and in outage mode.
 """
 
 from __future__ import annotations
@@ -20,7 +34,15 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["BackendStats", "Bucket", "ConnectionCaps", "LimitsBackend", "Refusal"]
+__all__ = [
+    "BackendStats",
+    "Bandwidth",
+    "Bucket",
+    "ConnectionCaps",
+    "Leases",
+    "LimitsBackend",
+    "Refusal",
+]
 
 #: Burst of every bucket, in seconds of its rate ("at most one second").
 BURST_SECONDS = 0.25
@@ -47,8 +69,8 @@ class ConnectionCaps:
 class Bucket:
     """A shared token bucket: ``key`` names it within the backend's namespace.
 
-    Keys used by the worker: ``"server:read"``, ``"server:write"``,
-    ``"user:<login>:read"``, ``"user:<login>:write"``.
+    Keys used by the worker: ``"server:upload"``, ``"server:download"``,
+    ``"user:<login>:upload"``, ``"user:<login>:download"``.
     """
 
     key: str
@@ -64,19 +86,13 @@ class BackendStats:
     sessions: int  # sessions this backend instance holds leases for
 
 
-class LimitsBackend(abc.ABC):
-    """Admission and bandwidth for the sessions of one worker process.
+class Leases(abc.ABC):
+    """Connection slots for the sessions of one worker process.
 
     Session ids are unique within one backend instance; a backend that is
     shared between processes qualifies them with its own worker identity.
     All methods are called from the worker's event loop.
     """
-
-    async def start(self) -> None:  # noqa: B027 - optional hook
-        """Connect and start background work (lease refresh); idempotent."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook
-        """Release everything this instance holds and stop background work."""
 
     @abc.abstractmethod
     async def admit(self, session_id: str, ip: str, caps: ConnectionCaps) -> Refusal | None:
@@ -97,6 +113,13 @@ class LimitsBackend(abc.ABC):
     async def release(self, session_id: str) -> None:
         """Give up every slot the session holds; unknown ids are ignored."""
 
+
+class Bandwidth(abc.ABC):
+    """Shared token buckets for the transfers of one worker process.
+
+    All methods are called from the worker's event loop.
+    """
+
     @abc.abstractmethod
     async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
         """Reserve ``amount`` bytes from every bucket; seconds to wait before moving them."""
@@ -108,6 +131,26 @@ class LimitsBackend(abc.ABC):
         In-process reservations are cheap; remote ones are batched so that a
         transfer does not pay a round trip per packet.
         """
+
+
+class LimitsBackend(abc.ABC):
+    """Every kind of limit for one worker process, one attribute per part.
+
+    A subclass sets each part in its ``__init__``. The parts share the
+    backend's lifecycle: callers :meth:`start` it before they use a part,
+    and :meth:`close` it when they are done with all of them.
+    """
+
+    #: Connection counts (admission, login).
+    leases: Leases
+    #: Token buckets for transfers.
+    bandwidth: Bandwidth
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect and start background work (lease refresh); idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything this instance holds and stop background work."""
 
     @abc.abstractmethod
     def stats(self) -> BackendStats:

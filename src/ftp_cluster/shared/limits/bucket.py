@@ -5,7 +5,7 @@ second up to :func:`burst_for` ``(rate)`` and is lowered by every
 reservation, possibly below zero: the debt is what the caller must wait for,
 ``-level / rate`` seconds. Nobody is ever refused; everyone is told when.
 
-The Redis backend runs the same arithmetic in ``lua/reserve.lua``, with the
+The Redis backend runs the same arithmetic in ``redis/lua/reserve.lua``, with the
 Redis server's clock; the two must agree (the contract tests check both).
 
 This module is pure: no asyncio, no clock of its own. Callers pass ``now``

@@ -1,8 +1,9 @@
 """In-process limits: the library default and the Redis backend's fallback.
 
-One :class:`LocalLimits` counts the sessions of one process. Alone, it
-enforces the configured limits for that process. As the fallback of a
-cluster-wide backend it is built with ``share=workers`` and then enforces
+One :class:`LocalLimits` counts the sessions of one process, with a
+:class:`LocalLeases` and a :class:`LocalBandwidth`. Alone, it enforces the
+configured limits for that process. As the fallback of a cluster-wide
+backend it is built with ``share=workers`` and then enforces
 ``ceil(limit / share)`` of every connection cap and bandwidth rate, so that
 the workers together stay near the configured totals while they cannot
 coordinate.
@@ -18,14 +19,16 @@ from typing import NamedTuple
 
 from ftp_cluster.shared.limits.base import (
     BackendStats,
+    Bandwidth,
     Bucket,
     ConnectionCaps,
+    Leases,
     LimitsBackend,
     Refusal,
 )
 from ftp_cluster.shared.limits.bucket import TokenBucket
 
-__all__ = ["Holding", "LocalLimits", "local_chunk_size"]
+__all__ = ["Holding", "LocalBandwidth", "LocalLeases", "LocalLimits", "local_chunk_size"]
 
 _CHUNK_SECONDS = 0.01
 _MIN_CHUNK = 16 * 1024
@@ -45,28 +48,16 @@ class Holding(NamedTuple):
     user: str | None
 
 
-class LocalLimits(LimitsBackend):
-    """Counters and token buckets in this process's memory.
+class LocalLeases(Leases):
+    """Connection counts in this process's memory; ``share`` divides every cap."""
 
-    ``share`` divides every cap and rate (rounding up), for use as one of
-    ``share`` independent parts of a cluster. ``clock`` is the monotonic
-    clock the buckets run on.
-    """
-
-    def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
-        if share < 1:
-            raise ValueError(f"share must be at least 1, not {share!r}")
+    def __init__(self, *, share: int = 1) -> None:
+        _check_share(share)
         self._share = share
-        self._clock = clock
         self._ips: dict[str, str] = {}
         self._users: dict[str, str] = {}
         self._per_ip: Counter[str] = Counter()
         self._per_user: Counter[str] = Counter()
-        self._buckets: dict[str, TokenBucket] = {}
-
-    @property
-    def share(self) -> int:
-        return self._share
 
     def _part(self, limit: int | None) -> int | None:
         return None if limit is None else math.ceil(limit / self._share)
@@ -104,27 +95,9 @@ class LocalLimits(LimitsBackend):
         if ip is not None:
             _decrement(self._per_ip, ip)
 
-    async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
-        now = self._clock()
-        wait = 0.0
-        for bucket in buckets:
-            wait = max(wait, self._bucket(bucket, now).reserve(amount, now))
-        return wait
-
-    def _bucket(self, bucket: Bucket, now: float) -> TokenBucket:
-        rate = math.ceil(bucket.rate / self._share)
-        state = self._buckets.get(bucket.key)
-        if state is None:
-            state = self._buckets[bucket.key] = TokenBucket(rate, now)
-        elif state.rate != rate:
-            state.set_rate(rate, now)
-        return state
-
-    def chunk_size(self, rate: int) -> int:
-        return local_chunk_size(rate)
-
-    def stats(self) -> BackendStats:
-        return BackendStats(healthy=True, commands_sent=0, sessions=len(self._ids()))
+    def sessions(self) -> int:
+        """How many sessions hold a slot."""
+        return len(self._ids())
 
     def sessions_from(self, ip: str) -> int:
         """How many sessions hold a slot in ``ip``'s count."""
@@ -150,7 +123,60 @@ class LocalLimits(LimitsBackend):
         return list(dict.fromkeys([*self._ips, *self._users]))
 
 
+class LocalBandwidth(Bandwidth):
+    """Token buckets in this process's memory; ``share`` divides every rate."""
+
+    def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        _check_share(share)
+        self._share = share
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    async def reserve(self, buckets: Sequence[Bucket], amount: int) -> float:
+        now = self._clock()
+        wait = 0.0
+        for bucket in buckets:
+            wait = max(wait, self._bucket(bucket, now).reserve(amount, now))
+        return wait
+
+    def _bucket(self, bucket: Bucket, now: float) -> TokenBucket:
+        rate = math.ceil(bucket.rate / self._share)
+        state = self._buckets.get(bucket.key)
+        if state is None:
+            state = self._buckets[bucket.key] = TokenBucket(rate, now)
+        elif state.rate != rate:
+            state.set_rate(rate, now)
+        return state
+
+    def chunk_size(self, rate: int) -> int:
+        return local_chunk_size(rate)
+
+
+class LocalLimits(LimitsBackend):
+    """Counters and token buckets in this process's memory.
+
+    ``share`` divides every cap and rate (rounding up), for use as one of
+    ``share`` independent parts of a cluster. ``clock`` is the monotonic
+    clock the buckets run on.
+    """
+
+    leases: LocalLeases
+    bandwidth: LocalBandwidth
+
+    def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        self.leases = LocalLeases(share=share)
+        self.bandwidth = LocalBandwidth(share=share, clock=clock)
+
+    def stats(self) -> BackendStats:
+        return BackendStats(healthy=True, commands_sent=0, sessions=self.leases.sessions())
+
+
 def _decrement(counter: Counter[str], key: str) -> None:
     counter[key] -= 1
     if counter[key] <= 0:
         del counter[key]
+
+
+def _check_share(share: int) -> None:
+    if share < 1:
+        raise ValueError(f"share must be at least 1, not {share!r}")

@@ -12,9 +12,9 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from ftp_cluster.shared.limits.redis_connection import redact, sync_client
-from ftp_cluster.shared.limits.redis_schema import RELEASE_WORKER, Keys
-from ftp_cluster.shared.limits.spares import SPARE_PREFIX
+from ftp_cluster.shared.limits.redis.connection import redact, sync_client
+from ftp_cluster.shared.limits.redis.schema import RELEASE_WORKER, Keys
+from ftp_cluster.shared.limits.redis.spares import SPARE_PREFIX
 
 __all__ = ["cluster_counts", "release_worker_leases"]
 

@@ -66,15 +66,9 @@ class Batcher(Generic[Item, Result]):
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
-        self._batches = 0
         # Asked for once, not per item: on Python 3.11 get_running_loop()
         # makes a getpid() system call each time.
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def batches(self) -> int:
-        """How many times ``send`` has been called."""
-        return self._batches
 
     async def submit(self, item: Item) -> Result:
         """Queue ``item`` for the next batch and wait for its result."""
@@ -138,7 +132,6 @@ class Batcher(Generic[Item, Result]):
         else:
             items, self._items = self._items[:count], self._items[count:]
             futures, self._futures = self._futures[:count], self._futures[count:]
-        self._batches += 1
         self._running = self._event_loop().create_task(self._run(items, futures))
 
     async def _run(self, items: list[Item], futures: list[asyncio.Future[Result] | None]) -> None:

@@ -41,7 +41,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
-from ftp_cluster.shared.limits.resp_wire import RespWire, take_over
+from ftp_cluster.shared.limits.redis.resp_wire import RespWire, take_over
 
 __all__ = [
     "AsyncRedis",

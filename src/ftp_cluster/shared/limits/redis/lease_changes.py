@@ -1,7 +1,7 @@
 """The lease changes a worker sends to Redis, and how a batch of them shrinks.
 
 A session makes three or four of these (admit, login, swap onto or off a
-spare slot, release); :mod:`.redis_backend` queues them and sends each batch
+spare slot, release); :mod:`.backend` queues them and sends each batch
 to ``lua/leases.lua`` in order. Under churn many sessions come and go within
 one batch, and :func:`coalesce` drops or merges the operations whose effects
 cancel out before they reach Redis.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ftp_cluster.shared.limits.spares import SPARE_PREFIX
+from ftp_cluster.shared.limits.redis.spares import SPARE_PREFIX
 
 __all__ = ["Admit", "LeaseChange", "Login", "Release", "Swap", "coalesce"]
 

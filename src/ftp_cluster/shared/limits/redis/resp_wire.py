@@ -11,6 +11,12 @@ parses replies with hiredis as they arrive, each completing a future.
 
 If redis-py's connection does not expose its transport (a future release),
 :func:`take_over` returns ``None`` and the caller goes on through redis-py.
+
+redis-py 8 connects with RESP3 unless the URL says ``protocol=2``, and a
+RESP3 connection may carry *push* messages (client-side caching
+invalidations, Redis Enterprise maintenance notices) that answer no command.
+They are dropped here: handed to the oldest waiter, a push would stand in
+for its reply, and every reply after it would go to the wrong command.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class RespWire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
+            if isinstance(reply, hiredis.PushNotification):
+                continue  # out of band: nobody asked for it (see the module docstring)
             if not self._waiting:
                 # Nothing asked for it: this connection cannot be trusted.
                 self.close()

@@ -22,7 +22,7 @@ refuses gives back its own at once). Small caps (under 16 per worker) get
 no spares at all, and so stay exact.
 
 This module is the worker's side of it, with no I/O: which spares are free,
-which sessions stand on one. :mod:`.redis_backend` moves them.
+which sessions stand on one. :mod:`.backend` moves them.
 """
 
 from __future__ import annotations
@@ -92,9 +92,6 @@ class SparePool:
             self._idle[ip] = len(free)
         self._used[session_id] = ip
         return Spare(spare_id, ip)
-
-    def stands_on_spare(self, session_id: str) -> bool:
-        return session_id in self._used
 
     def give_back(self, session_id: str, *, keep: bool = True) -> Spare | None:
         """The session ended: the new spare its slot becomes, or None.

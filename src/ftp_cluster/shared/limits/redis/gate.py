@@ -10,19 +10,21 @@ __all__ = ["Gate"]
 
 
 class Gate:
-    """Lease changes run concurrently with each other; a refresh runs alone.
+    """Lease changes run concurrently with each other; a resync runs alone.
 
-    A refresh rewrites the worker's whole lease set from a snapshot, so a
-    lease change racing it could be undone. A waiting refresh goes first, so
-    a steady stream of logins cannot starve it. Only the backend's one
-    background task asks for exclusive access, so there is never more than
-    one refresh waiting. Entering shared access costs no await unless a
-    refresh is waiting or running: it happens for every session.
+    A resync rewrites the worker's whole lease set from a snapshot, so a
+    lease change racing it could be undone. A waiting resync goes first, so
+    a steady stream of logins cannot starve it. Exclusive holders (the
+    resync, and ``settled()``, which only waits for its turn) take turns,
+    and lease changes stay out until none is left waiting. Entering shared
+    access costs no await unless an exclusive holder is waiting or inside:
+    it happens for every session.
     """
 
     def __init__(self) -> None:
         self._active = 0
-        self._exclusive = False  # requested or held
+        self._exclusive = 0  # exclusive holders waiting or inside
+        self._turn = asyncio.Lock()  # held by the one inside
         self._open = asyncio.Event()
         self._open.set()
         self._idle = asyncio.Event()
@@ -44,7 +46,7 @@ class Gate:
         self._active += 1
 
     def leave(self, holders: int = 1) -> None:
-        """End ``holders`` shared holds; the last one lets a waiting refresh in."""
+        """End ``holders`` shared holds; the last one lets a waiting exclusive holder in."""
         self._active -= holders
         if self._exclusive and not self._active:
             self._idle.set()
@@ -52,13 +54,15 @@ class Gate:
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         """Sole access (``async with gate.exclusive():``), once every holder has left."""
-        self._exclusive = True
+        self._exclusive += 1
         self._open.clear()
         try:
-            while self._active:
-                self._idle.clear()
-                await self._idle.wait()
-            yield
+            async with self._turn:
+                while self._active:
+                    self._idle.clear()
+                    await self._idle.wait()
+                yield
         finally:
-            self._exclusive = False
-            self._open.set()
+            self._exclusive -= 1
+            if not self._exclusive:
+                self._open.set()
