@@ -89,6 +89,7 @@ class Arbiter:
         self.slots: list[Slot] = []
         self.workers: dict[int, WorkerHandle] = {}
         self.listeners: Listeners | None = None
+        self.implicit: Listeners | None = None  # the implicit FTPS port's slot sockets
         self.embedded: EmbeddedRedis | None = None
         self.redis_url: str | None = config.redis.url
         self.removal: Removal | None = None
@@ -109,6 +110,9 @@ class Arbiter:
             self._install_signals()
             self._start_redis_if_needed(self.target)
             self.listeners = Listeners(self.config.server.host, self.config.server.port)
+            tls = self.config.tls
+            if tls.enabled and tls.implicit_port is not None:
+                self.implicit = Listeners(self.config.server.host, tls.implicit_port)
             for _ in range(self.target):
                 self._add_slot()
             while not (self.stopping and not self.workers):
@@ -124,8 +128,8 @@ class Arbiter:
                 os.waitpid(handle.pid, 0)
             handle.close_pipe()
         self.workers.clear()
-        if self.listeners is not None:
-            self.listeners.close()
+        for group in self.listener_groups():
+            group.close()
         if self.embedded is not None:
             self.embedded.stop()
         if self._signal_pipe is not None:
@@ -217,6 +221,7 @@ class Arbiter:
             slot=slot.index,
             sock=slot.sock,
             status_fd=status_fd,
+            implicit_sock=slot.implicit_sock,
             config=dataclasses.replace(self.config, redis=redis),
             workers=self.target,
             supervisor_pid=self.pid,
@@ -238,7 +243,8 @@ class Arbiter:
     def _close_in_child(self, keep: Slot) -> None:
         for slot in self.slots:
             if slot is not keep:
-                slot.sock.close()
+                for sock in slot.sockets:
+                    sock.close()
         for handle in self.workers.values():
             handle.close_pipe()
         for fd in list(self.on_readable):
@@ -371,6 +377,18 @@ class Arbiter:
         shown = f"[{host}]" if ":" in host else host
         return f"ftp://{shown}:{self.listeners.port}"
 
+    @property
+    def implicit_address(self) -> str | None:
+        if self.implicit is None:
+            return None
+        host = self.config.server.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"ftps://{shown}:{self.implicit.port}"
+
+    def listener_groups(self) -> list[Listeners]:
+        """The slot socket groups: the FTP port's, and the implicit FTPS port's."""
+        return [group for group in (self.listeners, self.implicit) if group is not None]
+
     def retire(self, handle: WorkerHandle) -> None:
         """Stop accepting; its sessions go on until they end (or graceful_timeout)."""
         handle.retiring = True
@@ -391,7 +409,8 @@ class Arbiter:
 
     def _add_slot(self) -> None:
         assert self.listeners is not None
-        slot = Slot(index=len(self.slots), sock=self.listeners.add())
+        implicit = self.implicit.add() if self.implicit is not None else None
+        slot = Slot(index=len(self.slots), sock=self.listeners.add(), implicit_sock=implicit)
         self.slots.append(slot)
         slot.active = self.spawn(slot)
 
@@ -449,8 +468,8 @@ class Arbiter:
         if self.stopping and graceful:
             return
         self.stopping = True
-        if self.listeners is not None:
-            self.listeners.close()
+        for group in self.listener_groups():
+            group.close()
         timeout = self.config.server.graceful_timeout + _DRAIN_GRACE if graceful else _FAST_STOP
         self.stop_deadline = time.monotonic() + timeout
         signum = signal.SIGTERM if graceful else signal.SIGQUIT

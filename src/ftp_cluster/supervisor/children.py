@@ -139,14 +139,19 @@ class WorkerHandle:
 
 @dataclass(eq=False)
 class Slot:
-    """A listening socket and the worker (and maybe its replacement) serving it."""
+    """A listening socket (two with implicit FTPS) and the worker serving it."""
 
     index: int
     sock: socket.socket
+    implicit_sock: socket.socket | None = None  # implicit FTPS, when configured
     active: WorkerHandle | None = None
     pending: WorkerHandle | None = None  # a replacement booting during a reload
     quick_exits: int = 0
     not_before: float = 0.0  # crash-loop backoff: no start before this (monotonic)
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [self.sock] if self.implicit_sock is None else [self.sock, self.implicit_sock]
 
     def record_exit(self, handle: WorkerHandle) -> float:
         """Count a worker's exit toward the crash loop; returns the restart delay."""

@@ -52,9 +52,8 @@ class Removal:
 
     @classmethod
     def begin(cls, arbiter: Arbiter) -> Removal:
-        assert arbiter.listeners is not None
         slot = arbiter.slots[-1]
-        steered = arbiter.listeners.steer_away_from_top()
+        steered = all([group.steer_away_from_top() for group in arbiter.listener_groups()])
         log.info("removing slot %d%s", slot.index, "" if steered else " (without steering)")
         return cls(slot=slot, steered=steered)
 
@@ -65,8 +64,8 @@ class Removal:
                 self._release(arbiter)
             return False
         if self._worker_let_go(arbiter):
-            assert arbiter.listeners is not None
-            arbiter.listeners.remove_top()
+            for group in arbiter.listener_groups():
+                group.remove_top()
             arbiter.slots.pop()
             log.info("slot %d removed: %d worker(s) now", self.slot.index, len(arbiter.slots))
             return True
@@ -81,7 +80,7 @@ class Removal:
         active = self.slot.active
         if active is None or not active.ready or waited > _QUEUE_WAIT:
             return True
-        return queue_is_empty(self.slot.sock)
+        return all(queue_is_empty(sock) for sock in self.slot.sockets)
 
     def _release(self, arbiter: Arbiter) -> None:
         self.leaving, self.slot.active = self.slot.active, None

@@ -66,6 +66,7 @@ class WorkerSpec:
     slot: int
     sock: socket.socket
     status_fd: int
+    implicit_sock: socket.socket | None  # implicit FTPS
     config: ClusterConfig  # with the effective Redis URL (embedded or not)
     workers: int
     supervisor_pid: int
@@ -153,7 +154,8 @@ class _Worker:
             loop.add_signal_handler(signum, self._request_stop, how)
         server = Server.from_config(self.spec.config, limits=_build_limits(self.spec))
         self._server = server
-        await server.serve([self.spec.sock])
+        implicit = [self.spec.implicit_sock] if self.spec.implicit_sock is not None else []
+        await server.serve([self.spec.sock], implicit)
         self.accepting = True
         self._report({"event": "ready", "pid": os.getpid()})
         heartbeat = loop.create_task(self._heartbeat())
@@ -176,6 +178,8 @@ class _Worker:
     async def _shut_down(self, server: Server) -> None:
         server.stop_accepting()
         self.spec.sock.close()  # the supervisor's copy lives on while the slot does
+        if self.spec.implicit_sock is not None:
+            self.spec.implicit_sock.close()
         self._report({"event": "draining", "pid": os.getpid()})
         deadline = time.monotonic() + self.spec.config.server.graceful_timeout
         if self._stop is Stop.RETIRE:
