@@ -1,9 +1,10 @@
 """The ``ftp-cluster`` command: start, stop, reload, status, hash-password.
 
-The ``start`` flags are not written out here: every settings field marked
-``metadata["cli"]`` in :mod:`ftp_cluster.shared.settings` becomes a flag, with
-that field's type and help (``[redis]`` fields get a ``--redis-`` prefix). A
-flag overrides the config file, at start and at every reload.
+The ``start`` flags are not written out here: every settings field whose
+:class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
+:mod:`ftp_cluster.shared.settings`) becomes a flag, with that field's type and
+help (``[redis]`` fields get a ``--redis-`` prefix). A flag overrides the
+config file, at start and at every reload.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config, setting_types
+from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config, setting_specs
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
 
@@ -56,26 +57,22 @@ def cli_settings() -> list[CliSetting]:
     """The settings fields marked ``cli``, in declaration order."""
     found: list[CliSetting] = []
     for section, cls, prefix in _SECTIONS:
-        hints = setting_types(cls)
-        for field in dataclasses.fields(cls):
-            if not field.metadata.get("cli"):
+        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+        for field_name, (spec, tp) in setting_specs(cls).items():
+            if not spec.cli:
                 continue
-            name = prefix + field.name.replace("_", "-")
+            name = prefix + field_name.replace("_", "-")
+            default = defaults[field_name]
             found.append(
                 CliSetting(
-                    key=f"{section}.{field.name}",
+                    key=f"{section}.{field_name}",
                     flag=f"--{name}",
                     dest=name.replace("-", "_"),
-                    kind=_scalar(hints[field.name]),
-                    help=_help(field),
+                    kind=_scalar(tp),
+                    help=spec.help if default is None else f"{spec.help} (default: {default})",
                 )
             )
     return found
-
-
-def _help(field: dataclasses.Field[Any]) -> str:
-    text = str(field.metadata["help"])
-    return text if field.default is None else f"{text} (default: {field.default})"
 
 
 def _scalar(tp: Any) -> type[Any]:
