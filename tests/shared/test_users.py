@@ -1,4 +1,4 @@
-"""Users: secrets kept out of repr, limits and keywords from one definition."""
+"""Users: passwords compared as the client's bytes, secrets kept out of repr, one definition."""
 
 from __future__ import annotations
 
@@ -10,9 +10,49 @@ import pytest
 
 from ftp_cluster.shared.config import setting_specs
 from ftp_cluster.shared.fields import LimitSettings, spec_of
-from ftp_cluster.shared.passwords import hash_password
+from ftp_cluster.shared.passwords import hash_password, is_valid_hash, verify_password
 from ftp_cluster.shared.settings import ClusterConfig, ServerSettings
 from ftp_cluster.shared.users import Permission, User
+
+
+def from_wire(data: bytes) -> str:
+    """What the protocol hands to ``check_password`` for the bytes a client sent."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+UNDECODABLE = from_wire(b"ab\xbbcd")  # not UTF-8: a lone surrogate stands for \xbb
+
+
+def test_undecodable_candidate_is_refused_without_an_exception() -> None:
+    assert "\udcbb" in UNDECODABLE
+    plain = User("alice", "abcd")
+    hashed = User("alice", password_hash=hash_password("abcd", log2_n=4))
+    assert plain.check_password(UNDECODABLE) is False
+    assert hashed.check_password(UNDECODABLE) is False
+    assert plain.check_password("abcd") and hashed.check_password("abcd")
+
+
+def test_a_configured_password_of_the_same_bytes_matches() -> None:
+    # A library user may configure a password that is not UTF-8, the same way.
+    assert User("alice", UNDECODABLE).check_password(from_wire(b"ab\xbbcd"))
+    assert not User("alice", UNDECODABLE).check_password(from_wire(b"ab\xbccd"))
+    encoded = hash_password(UNDECODABLE, log2_n=4)
+    assert verify_password(from_wire(b"ab\xbbcd"), encoded)
+    assert not verify_password("abcd", encoded)
+
+
+@pytest.mark.parametrize("password", ["pässwörd", "пароль", "密码🔑"])
+def test_non_ascii_password_is_accepted_as_utf8(password: str) -> None:
+    sent = from_wire(password.encode("utf-8"))
+    assert User("alice", password).check_password(sent)
+    assert User("alice", password_hash=hash_password(password, log2_n=4)).check_password(sent)
+    assert not User("alice", password).check_password(
+        from_wire(password.encode("latin-1", "replace"))
+    )
+
+
+def test_no_password_accepts_any_even_undecodable() -> None:
+    assert User("alice").check_password(UNDECODABLE)
 
 
 def test_repr_and_str_hold_no_secret() -> None:
@@ -23,6 +63,27 @@ def test_repr_and_str_hold_no_secret() -> None:
         assert "s3cret-plain" not in text
         assert encoded not in text and encoded.split("$")[-1] not in text
     assert "alice" in repr(users[0]) and "bob" in str(config)  # the rest is still shown
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "scrypt$14$8$1$c2FsdA==",  # a part missing
+        "scrypt$14$x$1$c2FsdA==$ZGlnZXN0",  # r not a number
+        "scrypt$14$8$1$c2F!dA==$ZGlnZXN0",  # not base64
+        "scrypt$18$8$1$c2FsdA==$ZGlnZXN0",  # needs more memory than scrypt is given
+        "scrypt$16$1$1$c2FsdA==$ZGlnZXN0",  # n too large for r = 1
+        "md5$x",
+    ],
+)
+def test_a_hash_that_could_never_be_checked_is_invalid(encoded: str) -> None:
+    assert not is_valid_hash(encoded)
+    assert verify_password("x", encoded) is False  # and checking it does not raise
+
+
+def test_hash_password_output_is_valid() -> None:
+    assert is_valid_hash(hash_password("x"))  # the default cost
+    assert is_valid_hash(hash_password("x", log2_n=4))
 
 
 # ------------------------------------------------------------ one definition

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ftp_cluster.shared.fields import Invalid, LimitSettings, absolute_path, setting, word
-from ftp_cluster.shared.passwords import is_valid_hash, verify_password
+from ftp_cluster.shared.passwords import as_bytes, is_valid_hash, verify_password
 
 __all__ = ["NO_ACCESS", "Permission", "User", "UserTable"]
 
@@ -146,12 +146,19 @@ class User(LimitSettings):
         return NO_ACCESS
 
     def check_password(self, candidate: str) -> bool:
-        """Constant-time check; a user with neither password nor hash accepts any."""
+        """Constant-time check; a user with neither password nor hash accepts any.
+
+        ``candidate`` is what the client sent, decoded as UTF-8 with
+        ``surrogateescape``: bytes that are not UTF-8 stay lone surrogates.
+        Both sides are compared as the bytes they stand for, so such a
+        password is refused (or matches a configured one of the same bytes)
+        rather than raising.
+        """
         if self.password_hash is not None:
             return verify_password(candidate, self.password_hash)
         if self.password is None:
             return True
-        return hmac.compare_digest(candidate.encode(), self.password.encode())
+        return hmac.compare_digest(as_bytes(candidate), as_bytes(self.password))
 
 
 class UserTable:
