@@ -4,7 +4,7 @@ The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
 :mod:`ftp_cluster.shared.settings`) becomes a flag, with that field's type and
 help (``[redis]`` fields get a ``--redis-`` prefix). A flag overrides the
-config file, at start and at every reload.
+config file, at start and at every reload. So do the accounts of ``--user``.
 """
 
 from __future__ import annotations
@@ -23,17 +23,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config, setting_specs
+from ftp_cluster.shared.config import (
+    ConfigError,
+    apply_overrides,
+    check_setting,
+    load_config,
+    setting_specs,
+)
+from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
+from ftp_cluster.shared.users import Permission, User
 
-__all__ = ["build_parser", "cli_settings", "main"]
+__all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
 log = logging.getLogger("ftp_cluster.supervisor")
 
 _SECTIONS: tuple[tuple[str, type[Any], str], ...] = (
     ("server", ServerSettings, ""),
     ("redis", RedisSettings, "redis-"),
+)
+_USER_HELP = (
+    "add an account LOGIN with password PASSWORD (split at the first ':'), home '/' and "
+    "read and write access to '/' (that is, [server] root); repeatable. It replaces a "
+    "[[users]] entry of the same login; with any account given, there is no default "
+    "anonymous one. The password is visible to other local users in the process list: in "
+    "production, give users in the config file, with password_hash"
 )
 _PRELOAD = (
     "ftp_cluster.worker.server",
@@ -103,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         start.add_argument(
             setting.flag, dest=setting.dest, type=setting.kind, help=setting.help, metavar=metavar
         )
+    start.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        dest="users",
+        metavar="LOGIN:PASSWORD",
+        help=_USER_HELP,
+    )
     start.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     stop = commands.add_parser("stop", help="graceful stop; waits until it has exited")
     stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
@@ -145,9 +168,35 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def parse_user(text: str) -> User:
+    """A ``--user LOGIN:PASSWORD`` value as an account with read and write access to ``/``.
+
+    The password is what follows the first ``:`` (so it may contain more).
+    Raises :class:`ConfigError`; its message never shows the password.
+    """
+    login, colon, password = text.partition(":")
+    if not colon:
+        raise ConfigError(
+            "expected LOGIN:PASSWORD, but there is no ':' (the value is not shown: it may "
+            "be a password)",
+            key="--user",
+            source="command line",
+            line=None,
+        )
+    try:
+        check_setting(User, "login", login)
+    except Invalid as exc:
+        message = f"the login {exc.describe()}"
+        raise ConfigError(message, key="--user", source="command line", line=None) from None
+    return User(login, password, home_path="/", permissions=(Permission("/"),))
+
+
 def _load(args: argparse.Namespace) -> tuple[ClusterConfig, dict[str, object]]:
-    overrides = {s.key: getattr(args, s.dest) for s in cli_settings()}
+    overrides: dict[str, object] = {s.key: getattr(args, s.dest) for s in cli_settings()}
     overrides = {key: value for key, value in overrides.items() if value is not None}
+    if args.users:
+        # Kept with the other overrides, so that every reload adds them again.
+        overrides["users"] = tuple(parse_user(text) for text in args.users)
     config = load_config(args.config) if args.config is not None else ClusterConfig()
     return apply_overrides(config, overrides), overrides
 
