@@ -1,4 +1,7 @@
 # The README's two commands are the contract: `make run` and `make test`.
+# `make install` makes .venv with the project (editable) and its dev
+# dependencies; every other target depends on it. The stamp file makes it a
+# no-op until pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,9 +12,11 @@ PORT ?= 2121
 WORKERS ?= 4
 ROOT ?= $(CURDIR)/var/ftp-root
 
-.PHONY: venv run test check lint format typecheck bench bench-quick clean
+.PHONY: install venv run test check lint format typecheck bench bench-quick clean
 
-venv: $(STAMP)
+install: $(STAMP)
+
+venv: install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,31 +24,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+run: install
 	mkdir -p $(ROOT)
 	$(BIN)/ftp-cluster start --workers $(WORKERS) --host $(HOST) --port $(PORT) --root $(ROOT)
 
-test: $(STAMP)
+test: install
 	$(BIN)/pytest -q
 
-check: lint typecheck
+check: install lint typecheck
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: install
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: install
 	bench/install-peers.sh
 	$(BIN)/python -m bench
 
-bench-quick: $(STAMP)
+bench-quick: install
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -9,6 +9,7 @@ import pytest
 from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig
+from ftp_cluster.shared.users import User
 
 EXAMPLE = """\
 [server]
@@ -248,3 +249,119 @@ def test_overrides_replace_and_are_checked(tmp_path: Path) -> None:
     assert caught.value.key == "server.port"
     with pytest.raises(ConfigError, match="unknown setting"):
         apply_overrides(config, {"server.nope": 1})
+
+
+# ------------------------------------------------ rules from the definitions
+
+LIMITS = [
+    "maximum_connections",
+    "read_speed_limit",
+    "write_speed_limit",
+    "read_speed_limit_per_connection",
+    "write_speed_limit_per_connection",
+]
+
+
+@pytest.mark.parametrize("name", LIMITS)
+def test_a_limit_of_0_means_unlimited_for_the_server_and_for_users(
+    tmp_path: Path, name: str
+) -> None:
+    text = f'[server]\n{name} = 0\n\n[[users]]\nlogin = "a"\n{name} = 0\n\n'
+    text += f'[[users]]\nlogin = "b"\n{name} = 7\n'
+    config = load_config(write(tmp_path, text))
+    assert getattr(config.server, name) is None
+    assert getattr(config.users[0], name) is None
+    assert getattr(config.users[1], name) == 7
+
+
+@pytest.mark.parametrize("name", LIMITS)
+def test_a_negative_user_limit_is_refused_with_key_file_and_line(tmp_path: Path, name: str) -> None:
+    error = error_for(tmp_path, f'[[users]]\nlogin = "a"\n\n[[users]]\nlogin = "b"\n{name} = -1\n')
+    assert (error.key, error.line) == (f"users[1].{name}", 6)
+    assert error.reason == "must be at least 0, got -1"
+    assert f"line 6: users[1].{name}: must be at least 0" in str(error)
+
+
+def test_a_server_only_limit_is_no_user_key(tmp_path: Path) -> None:
+    error = error_for(tmp_path, '[[users]]\nlogin = "a"\nmaximum_connections_per_ip = 2\n')
+    assert (error.key, error.line) == ("users[0].maximum_connections_per_ip", 3)
+    assert "unknown key" in error.reason
+    # The keys listed are the User definition's settings, limits included.
+    for key in ("login", "password_hash", "home_path", "permissions", *LIMITS):
+        assert key in error.reason
+    assert "_ordered" not in error.reason
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [("idle_timeout = 0", None), ("socket_timeout = 0", None), ("path_timeout = 2", 2.0)],
+)
+def test_a_timeout_of_0_means_none(tmp_path: Path, line: str, value: float | None) -> None:
+    server = load_config(write(tmp_path, f"[server]\n{line}\n")).server
+    assert getattr(server, line.split(maxsplit=1)[0]) == value
+
+
+def test_a_negative_timeout_is_refused(tmp_path: Path) -> None:
+    error = error_for(tmp_path, "[server]\n\nidle_timeout = -1\n")
+    assert (error.key, error.line, error.reason) == (
+        "server.idle_timeout",
+        3,
+        "must be at least 0, got -1.0",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ('[[users]]\nlogin = "a"\npassword = 12345678\n', "12345678"),
+        ('[[users]]\nlogin = "a"\npassword = ["hunter2"]\n', "hunter2"),
+        ('[[users]]\nlogin = "a"\npassword_hash = "scrypt$1$x$hunter2"\n', "hunter2"),
+        ('[[users]]\nlogin = "a"\npassword_hash = 31337\n', "31337"),
+    ],
+)
+def test_errors_about_secrets_do_not_show_them(tmp_path: Path, text: str, secret: str) -> None:
+    error = error_for(tmp_path, text)
+    assert error.line == 3
+    assert error.key is not None and error.key in str(error)
+    assert secret not in str(error)
+
+
+def test_a_permission_error_names_the_entry_key(tmp_path: Path) -> None:
+    error = error_for(tmp_path, '[[users]]\npermissions = [{ path = "/", readable = 1 }]\n')
+    assert error.key == "users[0].permissions[0]"
+    assert error.reason == "readable: must be true or false, got 1"
+
+
+def test_overrides_use_the_same_rules(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert (
+        apply_overrides(config, {"server.maximum_connections": 0}).server.maximum_connections
+        is None
+    )
+    for dotted, value, words in [
+        ("server.workers", 0, "between 1 and 1024"),
+        ("server.root", tmp_path / "absent", "does not exist"),
+        ("server.host", "two words", "without spaces"),
+        ("redis.url", "http://user:pw@x", "redis://"),
+    ]:
+        with pytest.raises(ConfigError, match=words) as caught:
+            apply_overrides(config, {dotted: value})
+        assert caught.value.key == dotted
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(config, {"redis.url": "http://user:pw@x"})
+    assert ":pw@" not in str(caught.value)  # URLs are shown without their password
+
+
+def test_override_users_join_and_replace_the_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_config(write(tmp_path, USERS.replace('writable = "yes"', "writable = true")))
+    alice = User("alice", "new")
+    carol = User("carol", "c")
+    changed = apply_overrides(config, {"users": (alice, carol)})
+    assert [u.login for u in changed.users] == ["bob", "alice", "carol"]
+    assert changed.users[1] is alice
+    assert "login 'alice' is given in the config file and on the command line" in caplog.text
+    assert "'carol'" not in caplog.text and "new" not in caplog.text
+    with pytest.raises(ConfigError, match="given twice"):
+        apply_overrides(config, {"users": (carol, User("carol", "other"))})

@@ -2,9 +2,11 @@
 
 Every key is optional and every value is checked before anything starts: an
 unknown key, a wrong type, a missing directory or a value out of range raises
-:class:`ConfigError` naming the key, the file and the line. Types come from the
-dataclasses in :mod:`ftp_cluster.shared.settings` (the one source of truth);
-this module only adds the checks a type cannot express.
+:class:`ConfigError` naming the key, the file and the line. Which keys exist,
+their types and their rules all come from the field definitions
+(:mod:`ftp_cluster.shared.settings`, :class:`~ftp_cluster.shared.users.User`,
+:class:`~ftp_cluster.shared.users.Permission`; see
+:mod:`ftp_cluster.shared.fields`): this module only reads them.
 
 Conventions of the file format: a limit of ``0`` means unlimited (``None``), so
 does a timeout of ``0``; relative paths are relative to the file's directory.
@@ -13,43 +15,37 @@ does a timeout of ``0``; relative paths are relative to the file's directory.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import logging
 import os
 import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from redis.connection import parse_url
-
-from ftp_cluster.shared.limits.redis.connection import parse_sentinel_url, redact
-from ftp_cluster.shared.passwords import is_valid_hash
-from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
+from ftp_cluster.shared.fields import Invalid, Spec, spec_of
+from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import Permission, User
 
-__all__ = ["ConfigError", "apply_overrides", "load_config", "setting_types"]
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "check_setting",
+    "check_tls",
+    "load_config",
+    "setting_specs",
+    "setting_types",
+]
 
-_LIMITS = frozenset(
-    {
-        "maximum_connections",
-        "maximum_connections_per_ip",
-        "read_speed_limit",
-        "write_speed_limit",
-        "read_speed_limit_per_connection",
-        "write_speed_limit_per_connection",
-    }
-)
-_OPTIONAL_TIMEOUTS = frozenset(
-    {"socket_timeout", "path_timeout", "idle_timeout", "wait_future_timeout"}
-)
-_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
-_PERMISSION_KEYS = frozenset({"path", "readable", "writable"})
-_USER_KEYS = frozenset(
-    {"login", "password", "password_hash", "home_path", "base_path", "permissions"} | _LIMITS
-) - {"maximum_connections_per_ip"}
+log = logging.getLogger("ftp_cluster.config")
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "redis": RedisSettings,
+    "tls": TLSSettings,
+}
 
 
 class ConfigError(Exception):
@@ -69,16 +65,23 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {prefix}{message}")
 
 
-class _Invalid(Exception):
-    """A value problem found by a check; the caller adds key, file and line."""
-
-
 def setting_types(cls: type[Any]) -> dict[str, Any]:
     """Resolved field annotations of a settings dataclass (``from __future__`` safe)."""
     return typing.get_type_hints(cls)
 
 
-# --------------------------------------------------------------------- types
+def setting_specs(cls: type[Any]) -> dict[str, tuple[Spec, Any]]:
+    """Every setting of a dataclass: name -> (its :class:`Spec`, its type), in order."""
+    hints = setting_types(cls)
+    found: dict[str, tuple[Spec, Any]] = {}
+    for field in dataclasses.fields(cls):
+        spec = spec_of(field)
+        if spec is not None:
+            found[field.name] = (spec, hints[field.name])
+    return found
+
+
+# -------------------------------------------------------------------- values
 
 
 def _convert(value: object, tp: Any) -> object:
@@ -92,11 +95,11 @@ def _convert(value: object, tp: Any) -> object:
     if origin is typing.Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise _Invalid(f"must be one of {allowed}, got {value!r}")
+            raise Invalid(f"must be one of {allowed}", value)
         return value
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
-            raise _Invalid(f"must be a list of {len(args)} values, got {value!r}")
+            raise Invalid(f"must be a list of {len(args)} values", value)
         return tuple(_convert(v, a) for v, a in zip(value, args, strict=True))
     return _convert_scalar(value, tp)
 
@@ -105,115 +108,64 @@ def _convert_scalar(value: object, tp: Any) -> object:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise _Invalid(f"must be true or false, got {value!r}")
+        raise Invalid("must be true or false", value)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise _Invalid(f"must be an integer, got {value!r}")
+        raise Invalid("must be an integer", value)
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise _Invalid(f"must be a number, got {value!r}")
-    if tp is str or tp is Path:
+        raise Invalid("must be a number", value)
+    if tp in (str, Path, PurePosixPath):
         if isinstance(value, str):
-            return Path(value) if tp is Path else value
-        raise _Invalid(f"must be a string, got {value!r}")
-    raise TypeError(f"unsupported setting type {tp!r}")  # a settings.py change, not user error
-
-
-# -------------------------------------------------------------------- checks
-
-
-def _in_range(value: int | float, low: float, high: float | None = None) -> None:
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _Invalid(f"must be {bound}, got {value!r}")
-
-
-def _check_passive_ports(value: tuple[int, int]) -> None:
-    low, high = value
-    _in_range(low, 1, 65535)
-    _in_range(high, 1, 65535)
-    if low > high:
-        raise _Invalid(f"first port must not exceed the second, got [{low}, {high}]")
-
-
-def _check_ipv4(value: str) -> None:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise _Invalid(
-            f"must be an IPv4 address (it goes into PASV replies), got {value!r}"
-        ) from None
-
-
-def _check_line(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise _Invalid("must be a single line")
-
-
-def _check_word(value: str) -> None:
-    if not value or any(c.isspace() for c in value):
-        raise _Invalid(f"must be a non-empty word without spaces, got {value!r}")
-
-
-def _check_redis_url(value: str) -> None:
-    scheme = value.partition("://")[0] if "://" in value else ""
-    if scheme not in _REDIS_SCHEMES:
-        allowed = ", ".join(f"{s}://" for s in sorted(_REDIS_SCHEMES))
-        raise _Invalid(f"must start with one of {allowed}, got {redact(value)!r}")
-    try:
-        if parse_sentinel_url(value) is None:
-            parse_url(value)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise _Invalid(f"is not a valid Redis URL: {exc}") from None
-
-
-_CHECKS: dict[str, Callable[[Any], None]] = {
-    "port": lambda v: _in_range(v, 0, 65535),
-    "workers": lambda v: _in_range(v, 1, 1024),
-    "host": _check_word,
-    "passive_ports": _check_passive_ports,
-    "masquerade_address": _check_ipv4,
-    "graceful_timeout": lambda v: _in_range(v, 0),
-    "worker_timeout": lambda v: _in_range(v, 0.5),
-    "welcome_message": _check_line,
-    "system_type": _check_line,
-    "max_line_length": lambda v: _in_range(v, 64, 1 << 20),
-    "url": _check_redis_url,
-    "namespace": _check_word,
-    "lease_ttl": lambda v: _in_range(v, 1),
-    "spare_slots": lambda v: _in_range(v, 0, 100_000),
-}
+            return value if tp is str else tp(value)
+        raise Invalid("must be a string", value)
+    raise TypeError(f"unsupported setting type {tp!r}")  # a definition's fault, not the user's
 
 
 def _directory(value: Path, base: Path) -> Path:
     path = (base / value.expanduser()).resolve()
     if not path.exists():
-        raise _Invalid(f"directory {str(path)!r} does not exist")
+        raise Invalid(f"directory {str(path)!r} does not exist")
     if not path.is_dir():
-        raise _Invalid(f"{str(path)!r} is not a directory")
+        raise Invalid(f"{str(path)!r} is not a directory")
     return path
 
 
-def _setting_value(name: str, raw: object, tp: Any, base: Path) -> object:
-    """Convert and check one setting; returns what goes into the dataclass."""
+def _file(value: Path, base: Path) -> Path:
+    path = (base / value.expanduser()).resolve()
+    if not path.is_file():
+        raise Invalid(f"file {str(path)!r} does not exist")
+    if not os.access(path, os.R_OK):
+        raise Invalid(f"file {str(path)!r} is not readable")
+    return path
+
+
+def _value(spec: Spec, raw: object, tp: Any, base: Path) -> object:
+    """Convert and check one value as its field's :class:`Spec` says."""
     value = _convert(raw, tp)
-    if name in _LIMITS:
-        assert isinstance(value, int)
-        _in_range(value, 0)
-        return value or None
-    if name in _OPTIONAL_TIMEOUTS:
-        assert isinstance(value, float)
-        _in_range(value, 0)
-        return value or None
-    if name in ("root", "base_path"):
+    if spec.directory:
         assert isinstance(value, Path)
-        return _directory(value, base)
-    check = _CHECKS.get(name)
-    if check is not None:
-        check(value)
+        value = _directory(value, base)
+    if spec.file:
+        assert isinstance(value, Path)
+        value = _file(value, base)
+    if spec.check is not None:
+        spec.check(value)
+    if spec.zero_is_none and value == 0:
+        return None
     return value
+
+
+def check_setting(cls: type[Any], name: str, raw: object, *, base: Path | None = None) -> object:
+    """Field ``name`` of ``cls`` set to ``raw`` (TOML-like): the value it gets.
+
+    Raises :class:`~ftp_cluster.shared.fields.Invalid`; relative directories
+    are taken against ``base`` (default: the current directory).
+    """
+    spec, tp = setting_specs(cls)[name]
+    return _value(spec, raw, tp, base if base is not None else Path.cwd())
 
 
 # --------------------------------------------------------------------- lines
@@ -291,6 +243,8 @@ class _LineFinder:
 
 # ------------------------------------------------------------------- loading
 
+_PERMISSIONS = tuple[Permission, ...]
+
 
 class _Loader:
     """One file being loaded: turns value problems into located ConfigErrors."""
@@ -310,16 +264,17 @@ class _Loader:
         return value
 
     def settings(self, cls: type[Any], table: str, data: Mapping[str, object]) -> Any:
-        hints = setting_types(cls)
+        specs = setting_specs(cls)
         values: dict[str, object] = {}
         for name, raw in data.items():
-            if name not in hints:
-                known = ", ".join(hints)
-                raise self.error(f"unknown key (known: {known})", f"{table}.{name}", table, name)
+            key = f"{table}.{name}"
+            if name not in specs:
+                raise self.error(f"unknown key (known: {', '.join(specs)})", key, table, name)
+            spec, tp = specs[name]
             try:
-                values[name] = _setting_value(name, raw, hints[name], self.base)
-            except _Invalid as exc:
-                raise self.error(str(exc), f"{table}.{name}", table, name) from None
+                values[name] = _value(spec, raw, tp, self.base)
+            except Invalid as exc:
+                raise self.error(exc.describe(secret=spec.secret), key, table, name) from None
         return cls(**values)
 
     def users(self, raw: object) -> tuple[User, ...]:
@@ -344,67 +299,50 @@ class _Loader:
             seen.add(user.login)
 
     def user(self, index: int, data: Mapping[str, object]) -> User:
-        hints = setting_types(User)
+        specs = setting_specs(User)
         kwargs: dict[str, Any] = {}
         for name, raw in data.items():
             key = f"users[{index}].{name}"
-            if name not in _USER_KEYS:
-                known = ", ".join(sorted(_USER_KEYS))
+            if name not in specs:
+                known = ", ".join(sorted(specs))
                 raise self.error(f"unknown key (known: {known})", key, "users", index, name)
+            spec, tp = specs[name]
             try:
-                kwargs[name] = self.user_value(index, name, raw, hints)
-            except _Invalid as exc:
-                raise self.error(str(exc), key, "users", index, name) from None
+                if tp == _PERMISSIONS:
+                    kwargs[name] = self.permissions(index, raw)
+                else:
+                    kwargs[name] = _value(spec, raw, tp, self.base)
+            except Invalid as exc:
+                message = exc.describe(secret=spec.secret)
+                raise self.error(message, key, "users", index, name) from None
         if "password" in kwargs and "password_hash" in kwargs:
             key = f"users[{index}].password_hash"
             raise self.error("give password or password_hash, not both", key, "users", index)
         return User(**kwargs)
 
-    def user_value(self, index: int, name: str, raw: object, hints: dict[str, Any]) -> object:
-        if name == "permissions":
-            return self.permissions(index, raw)
-        if name in ("home_path",):
-            return _virtual_path(_convert(raw, str))
-        if name == "login":
-            value = _convert(raw, str)
-            _check_word(str(value))
-            return value
-        if name == "password_hash":
-            value = _convert(raw, str)
-            if not is_valid_hash(str(value)):
-                raise _Invalid("is not a hash printed by `ftp-cluster hash-password`")
-            return value
-        return _setting_value(name, raw, hints[name], self.base)
-
     def permissions(self, index: int, raw: object) -> tuple[Permission, ...]:
         if not isinstance(raw, list):
-            raise _Invalid("must be a list of {path, readable, writable} tables")
+            raise Invalid("must be a list of {path, readable, writable} tables")
         return tuple(self.permission(index, n, entry) for n, entry in enumerate(raw))
 
     def permission(self, index: int, number: int, raw: object) -> Permission:
         key = f"users[{index}].permissions[{number}]"
         where = ("users", index, "permissions", number)
+        specs = setting_specs(Permission)
+        known = ", ".join(specs)
         if not isinstance(raw, dict):
-            raise self.error("must be a table {path, readable, writable}", key, *where)
-        unknown = set(raw) - _PERMISSION_KEYS
+            raise self.error(f"must be a table {{{known}}}", key, *where)
+        unknown = set(raw) - set(specs)
         if unknown:
-            raise self.error(
-                f"unknown key {min(unknown)!r} (known: path, readable, writable)", key, *where
-            )
-        try:
-            path = _virtual_path(_convert(raw.get("path", "/"), str))
-            readable = _convert(raw.get("readable", True), bool)
-            writable = _convert(raw.get("writable", True), bool)
-        except _Invalid as exc:
-            raise self.error(str(exc), key, *where) from None
-        return Permission(path, readable=bool(readable), writable=bool(writable))
-
-
-def _virtual_path(value: object) -> PurePosixPath:
-    text = str(value)
-    if not text.startswith("/"):
-        raise _Invalid(f"must be an absolute virtual path (starting with '/'), got {text!r}")
-    return PurePosixPath(text)
+            raise self.error(f"unknown key {min(unknown)!r} (known: {known})", key, *where)
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            spec, tp = specs[name]
+            try:
+                values[name] = _value(spec, value, tp, self.base)
+            except Invalid as exc:
+                raise self.error(f"{name}: {exc.describe()}", key, *where) from None
+        return Permission(**values)
 
 
 def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
@@ -420,15 +358,53 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         raise ConfigError(f"invalid TOML: {exc}", source=str(file), line=None) from None
     loader = _Loader(file, text)
     for name in data:
-        if name not in ("server", "redis", "users"):
-            message = "unknown table or key (known: [server], [redis], [[users]])"
+        if name not in (*_SECTIONS, "users"):
+            message = "unknown table or key (known: [server], [redis], [tls], [[users]])"
             raise loader.error(message, name, name)
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
+    tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
     users = loader.users(data.get("users"))
     if "root" not in loader.table(data, "server"):
         server = dataclasses.replace(server, root=Path.cwd())
-    return ClusterConfig(server=server, redis=redis, users=users, source=file)
+    try:
+        check_tls(tls)
+    except Invalid as exc:
+        where = "private_key" if "private_key" in loader.table(data, "tls") else "certificate"
+        raise loader.error(exc.describe(), f"tls.{where}", "tls", where) from None
+    return ClusterConfig(server=server, redis=redis, tls=tls, users=users, source=file)
+
+
+def check_tls(tls: TLSSettings) -> None:
+    """The ``[tls]`` table as a whole: both files or neither, a key that fits.
+
+    An expired certificate is logged loudly, not refused: a server that does
+    not start is worse than one with a warning the operator sees.
+    """
+    if tls.certificate is None and tls.private_key is None:
+        if tls.implicit_port is not None or tls.required != "none" or tls.client_ca is not None:
+            raise Invalid("[tls] needs certificate and private_key")
+        return
+    if tls.certificate is None or tls.private_key is None:
+        raise Invalid("certificate and private_key go together")
+    from ftp_cluster.worker.tls import (  # noqa: PLC0415 - the ssl module only when used
+        CertificateError,
+        TLSOptions,
+        expiry_warning,
+        make_context,
+    )
+
+    options = TLSOptions(tls.certificate, tls.private_key, tls.minimum_version, tls.client_ca)
+    try:
+        make_context(options)
+    except CertificateError as error:
+        raise Invalid(str(error)) from None
+    warning = expiry_warning(tls.certificate)
+    if warning is not None:
+        log.warning("WARNING: %s; clients will refuse it", warning)
+
+
+# ----------------------------------------------------------------- overrides
 
 
 def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> ClusterConfig:
@@ -436,24 +412,65 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
 
     Values are checked like the file's (relative paths against the current
     directory); a ``None`` value leaves the setting alone, so an argparse
-    namespace can be passed through as is.
+    namespace can be passed through as is. The key ``"users"`` holds
+    accounts (a sequence of :class:`User`) added to the file's; one whose
+    login the file has too replaces the file's, with a warning.
     """
-    sections: dict[str, dict[str, Any]] = {"server": {}, "redis": {}}
-    classes: dict[str, type[Any]] = {"server": ServerSettings, "redis": RedisSettings}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    users = config.users
     for dotted, raw in overrides.items():
         if raw is None:
             continue
+        if dotted == "users":
+            users = _with_users(users, _user_list(raw))
+            continue
         section, _, name = dotted.partition(".")
-        hints = setting_types(classes[section]) if section in classes else {}
-        if name not in hints:
+        specs = setting_specs(_SECTIONS[section]) if section in _SECTIONS else {}
+        if name not in specs:
             raise ConfigError("unknown setting", key=dotted, source="command line", line=None)
+        spec, tp = specs[name]
         text = str(raw) if isinstance(raw, Path) else raw
         try:
-            sections[section][name] = _setting_value(name, text, hints[name], Path.cwd())
-        except _Invalid as exc:
-            raise ConfigError(str(exc), key=dotted, source="command line", line=None) from None
+            sections[section][name] = _value(spec, text, tp, Path.cwd())
+        except Invalid as exc:
+            message = exc.describe(secret=spec.secret)
+            raise ConfigError(message, key=dotted, source="command line", line=None) from None
+    tls = dataclasses.replace(config.tls, **sections["tls"])
+    if sections["tls"]:
+        try:
+            check_tls(tls)
+        except Invalid as exc:
+            raise ConfigError(exc.describe(), key="tls", source="command line", line=None) from None
     return dataclasses.replace(
         config,
         server=dataclasses.replace(config.server, **sections["server"]),
         redis=dataclasses.replace(config.redis, **sections["redis"]),
+        tls=tls,
+        users=users,
     )
+
+
+def _user_list(raw: object) -> tuple[User, ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(u, User) for u in raw):
+        raise TypeError(f"overrides['users'] must be a sequence of User, not {type(raw)!r}")
+    return tuple(raw)
+
+
+def _with_users(existing: Iterable[User], added: tuple[User, ...]) -> tuple[User, ...]:
+    logins: set[str | None] = set()
+    for user in added:
+        if user.login in logins:
+            what = "anonymous user" if user.login is None else f"login {user.login!r}"
+            raise ConfigError(f"{what} given twice", key="users", source="command line", line=None)
+        logins.add(user.login)
+    kept = []
+    for user in existing:
+        if user.login in logins:
+            log.warning(
+                "%s is given in the config file and on the command line: the command "
+                "line's account is used",
+                "the anonymous user" if user.login is None else f"login {user.login!r}",
+            )
+        else:
+            kept.append(user)
+    return (*kept, *added)

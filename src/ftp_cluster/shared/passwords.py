@@ -2,6 +2,10 @@
 
 Format: ``scrypt$<log2 n>$<r>$<p>$<salt b64>$<hash b64>``, as printed by
 ``ftp-cluster hash-password``.
+
+Passwords are hashed and compared as bytes: a str from the wire was decoded
+as UTF-8 with ``surrogateescape``, so :func:`as_bytes` gives back exactly
+the bytes the client sent, even those that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -11,37 +15,61 @@ import hashlib
 import hmac
 import os
 
-__all__ = ["hash_password", "verify_password"]
+__all__ = ["as_bytes", "hash_password", "is_valid_hash", "verify_password"]
 
 _LOG2_N = 14
 _R = 8
 _P = 1
+_MAXMEM = 256 * 1024 * 1024
+
+
+def as_bytes(password: str) -> bytes:
+    """The bytes ``password`` stands for (UTF-8; lone surrogates as the bytes they escape)."""
+    return password.encode("utf-8", "surrogateescape")
 
 
 def hash_password(password: str, *, log2_n: int = _LOG2_N) -> str:
+    """A new salted scrypt hash of ``password``, in the config file's format."""
     salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << log2_n, r=_R, p=_P, dklen=32)
+    digest = hashlib.scrypt(as_bytes(password), salt=salt, n=1 << log2_n, r=_R, p=_P, dklen=32)
     b64 = base64.b64encode
     return f"scrypt${log2_n}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
 def is_valid_hash(encoded: str) -> bool:
-    parts = encoded.split("$")
-    return len(parts) == 6 and parts[0] == "scrypt" and all(parts[1:4]) and parts[1].isdigit()
+    """True if ``encoded`` is a hash :func:`verify_password` can check.
+
+    That is the format :func:`hash_password` prints, with cost parameters
+    scrypt accepts within the memory it is given: a hash that could never
+    be checked is refused when the config is loaded, not at every login.
+    """
+    return _parse(encoded) is not None
 
 
 def verify_password(password: str, encoded: str) -> bool:
-    if not is_valid_hash(encoded):
+    """Constant-time check of ``password`` against a :func:`hash_password` hash."""
+    parsed = _parse(encoded)
+    if parsed is None:
         return False
-    _, log2_n, r, p, salt, digest = encoded.split("$")
-    expected = base64.b64decode(digest)
+    n, r, p, salt, expected = parsed
     actual = hashlib.scrypt(
-        password.encode(),
-        salt=base64.b64decode(salt),
-        n=1 << int(log2_n),
-        r=int(r),
-        p=int(p),
-        dklen=len(expected),
-        maxmem=256 * 1024 * 1024,
+        as_bytes(password), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=_MAXMEM
     )
     return hmac.compare_digest(actual, expected)
+
+
+def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
+    parts = encoded.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(s.isdigit() for s in parts[1:4]):
+        return None
+    log2_n, r, p = (int(s) for s in parts[1:4])
+    try:
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return None
+    # What OpenSSL's scrypt accepts: n below 2 ** (16 r), and about
+    # 128 * r * n bytes of memory within maxmem; beyond, it raises.
+    if not (1 <= log2_n < 16 * r and p >= 1 and digest) or 129 * r << log2_n > _MAXMEM:
+        return None
+    return 1 << log2_n, r, p, salt, digest

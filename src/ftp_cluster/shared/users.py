@@ -8,12 +8,14 @@ compared component by component (``/pub`` covers ``/pub/x`` but not ``/public``)
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ftp_cluster.shared.passwords import verify_password
+from ftp_cluster.shared.fields import Invalid, LimitSettings, absolute_path, setting, word
+from ftp_cluster.shared.passwords import as_bytes, is_valid_hash, verify_password
 
 __all__ = ["NO_ACCESS", "Permission", "User", "UserTable"]
 
@@ -29,9 +31,11 @@ def _virtual(path: str | PurePosixPath) -> PurePosixPath:
 class Permission:
     """Read/write rights on a virtual path and everything below it."""
 
-    path: PurePosixPath
-    readable: bool
-    writable: bool
+    path: PurePosixPath = setting(
+        PurePosixPath("/"), "virtual path; covers everything below it", check=absolute_path
+    )
+    readable: bool = setting(True, "may list and download")
+    writable: bool = setting(True, "may upload, rename and delete")
 
     def __init__(
         self, path: str | PurePosixPath = "/", *, readable: bool = True, writable: bool = True
@@ -48,27 +52,52 @@ class Permission:
 NO_ACCESS = Permission("/", readable=False, writable=False)
 
 
+def _scrypt_hash(value: str) -> None:
+    if not is_valid_hash(value):
+        raise Invalid("is not a hash printed by `ftp-cluster hash-password`")
+
+
 @dataclass(frozen=True, init=False)
-class User:
+class User(LimitSettings):
     """An account: credentials, home, permissions and per-user limits.
 
     ``base_path`` is the real directory behind the virtual ``/`` for this user;
     ``None`` means "the server's root" (the current directory for a library
-    server, ``[server] root`` for a cluster).
+    server, ``[server] root`` for a cluster). The limits
+    (``maximum_connections`` and the four speed limits) are those of
+    :class:`~ftp_cluster.shared.fields.LimitSettings`, counting this user's
+    sessions. Every field made by ``setting`` is a key of ``[[users]]``.
+    The password and its hash are left out of ``repr`` (and so of ``str``).
     """
 
-    login: str | None
-    password: str | None
-    password_hash: str | None
-    base_path: Path | None
-    home_path: PurePosixPath
-    permissions: tuple[Permission, ...]
-    maximum_connections: int | None
-    read_speed_limit: int | None
-    write_speed_limit: int | None
-    read_speed_limit_per_connection: int | None
-    write_speed_limit_per_connection: int | None
-    _ordered: tuple[Permission, ...] = field(repr=False, compare=False)
+    login: str | None = setting(
+        None,
+        "the login name; a user without one is the anonymous account, which takes any name "
+        "no other user has",
+        check=word,
+    )
+    password: str | None = setting(
+        None,
+        "plain-text password; neither password nor password_hash: any password is accepted",
+        secret=True,
+    )
+    password_hash: str | None = setting(
+        None, "output of `ftp-cluster hash-password` (scrypt)", secret=True, check=_scrypt_hash
+    )
+    base_path: Path | None = setting(
+        None, "real directory behind this user's / (default: [server] root)", directory=True
+    )
+    home_path: PurePosixPath = setting(
+        PurePosixPath("/"),
+        "virtual directory a login starts in (need not exist yet)",
+        check=absolute_path,
+    )
+    permissions: tuple[Permission, ...] = setting(
+        (Permission(),),
+        "list of { path, readable, writable }; the longest matching path prefix decides; "
+        "no match: no access",
+    )
+    _ordered: tuple[Permission, ...] = field(default=(), repr=False, compare=False)
 
     def __init__(
         self,
@@ -85,24 +114,20 @@ class User:
         read_speed_limit_per_connection: int | None = None,
         write_speed_limit_per_connection: int | None = None,
     ) -> None:
+        # The keywords are aioftp's API, hence spelled out; each one sets the
+        # field of its name, as is or normalised below (tests pin the match).
+        given = locals()
         perms = tuple(permissions) if permissions is not None else (Permission(),)
-        values = {
-            "login": login,
-            "password": password,
-            "password_hash": password_hash,
+        normalised: dict[str, object] = {
             "base_path": Path(base_path) if base_path is not None else None,
             "home_path": _virtual(home_path),
             "permissions": perms,
-            "maximum_connections": maximum_connections,
-            "read_speed_limit": read_speed_limit,
-            "write_speed_limit": write_speed_limit,
-            "read_speed_limit_per_connection": read_speed_limit_per_connection,
-            "write_speed_limit_per_connection": write_speed_limit_per_connection,
             # Longest path first, so the first cover found is the most specific.
             "_ordered": tuple(sorted(perms, key=lambda p: len(p.path.parts), reverse=True)),
         }
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        for item in dataclasses.fields(self):
+            name = item.name
+            object.__setattr__(self, name, normalised[name] if name in normalised else given[name])
 
     @property
     def is_anonymous(self) -> bool:
@@ -121,12 +146,19 @@ class User:
         return NO_ACCESS
 
     def check_password(self, candidate: str) -> bool:
-        """Constant-time check; a user with neither password nor hash accepts any."""
+        """Constant-time check; a user with neither password nor hash accepts any.
+
+        ``candidate`` is what the client sent, decoded as UTF-8 with
+        ``surrogateescape``: bytes that are not UTF-8 stay lone surrogates.
+        Both sides are compared as the bytes they stand for, so such a
+        password is refused (or matches a configured one of the same bytes)
+        rather than raising.
+        """
         if self.password_hash is not None:
             return verify_password(candidate, self.password_hash)
         if self.password is None:
             return True
-        return hmac.compare_digest(candidate.encode(), self.password.encode())
+        return hmac.compare_digest(as_bytes(candidate), as_bytes(self.password))
 
 
 class UserTable:

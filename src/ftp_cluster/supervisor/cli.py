@@ -1,9 +1,11 @@
 """The ``ftp-cluster`` command: start, stop, reload, status, hash-password.
 
-The ``start`` flags are not written out here: every settings field marked
-``metadata["cli"]`` in :mod:`ftp_cluster.shared.settings` becomes a flag, with
-that field's type and help (``[redis]`` fields get a ``--redis-`` prefix). A
-flag overrides the config file, at start and at every reload.
+The ``start`` flags are not written out here: every settings field whose
+:class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
+:mod:`ftp_cluster.shared.settings`) becomes a flag, with that field's type and
+help (``[redis]`` and ``[tls]`` fields get a ``--redis-`` or ``--tls-``
+prefix). A flag overrides the config file, at start and at every reload. So
+do the accounts of ``--user``.
 """
 
 from __future__ import annotations
@@ -22,17 +24,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config, setting_types
+from ftp_cluster.shared.config import (
+    ConfigError,
+    apply_overrides,
+    check_setting,
+    load_config,
+    setting_specs,
+)
+from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.passwords import hash_password
-from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings
+from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
+from ftp_cluster.shared.users import Permission, User
 
-__all__ = ["build_parser", "cli_settings", "main"]
+__all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
 log = logging.getLogger("ftp_cluster.supervisor")
 
 _SECTIONS: tuple[tuple[str, type[Any], str], ...] = (
     ("server", ServerSettings, ""),
     ("redis", RedisSettings, "redis-"),
+    ("tls", TLSSettings, "tls-"),
+)
+_USER_HELP = (
+    "add an account LOGIN with password PASSWORD (split at the first ':'), home '/' and "
+    "read and write access to '/' (that is, [server] root); repeatable. It replaces a "
+    "[[users]] entry of the same login; with any account given, there is no default "
+    "anonymous one. The password is visible to other local users in the process list: in "
+    "production, give users in the config file, with password_hash"
 )
 _PRELOAD = (
     "ftp_cluster.worker.server",
@@ -56,26 +74,22 @@ def cli_settings() -> list[CliSetting]:
     """The settings fields marked ``cli``, in declaration order."""
     found: list[CliSetting] = []
     for section, cls, prefix in _SECTIONS:
-        hints = setting_types(cls)
-        for field in dataclasses.fields(cls):
-            if not field.metadata.get("cli"):
+        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+        for field_name, (spec, tp) in setting_specs(cls).items():
+            if not spec.cli:
                 continue
-            name = prefix + field.name.replace("_", "-")
+            name = prefix + field_name.replace("_", "-")
+            default = defaults[field_name]
             found.append(
                 CliSetting(
-                    key=f"{section}.{field.name}",
+                    key=f"{section}.{field_name}",
                     flag=f"--{name}",
                     dest=name.replace("-", "_"),
-                    kind=_scalar(hints[field.name]),
-                    help=_help(field),
+                    kind=_scalar(tp),
+                    help=spec.help if default is None else f"{spec.help} (default: {default})",
                 )
             )
     return found
-
-
-def _help(field: dataclasses.Field[Any]) -> str:
-    text = str(field.metadata["help"])
-    return text if field.default is None else f"{text} (default: {field.default})"
 
 
 def _scalar(tp: Any) -> type[Any]:
@@ -106,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         start.add_argument(
             setting.flag, dest=setting.dest, type=setting.kind, help=setting.help, metavar=metavar
         )
+    start.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        dest="users",
+        metavar="LOGIN:PASSWORD",
+        help=_USER_HELP,
+    )
     start.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     stop = commands.add_parser("stop", help="graceful stop; waits until it has exited")
     stop.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
@@ -148,9 +170,35 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def parse_user(text: str) -> User:
+    """A ``--user LOGIN:PASSWORD`` value as an account with read and write access to ``/``.
+
+    The password is what follows the first ``:`` (so it may contain more).
+    Raises :class:`ConfigError`; its message never shows the password.
+    """
+    login, colon, password = text.partition(":")
+    if not colon:
+        raise ConfigError(
+            "expected LOGIN:PASSWORD, but there is no ':' (the value is not shown: it may "
+            "be a password)",
+            key="--user",
+            source="command line",
+            line=None,
+        )
+    try:
+        check_setting(User, "login", login)
+    except Invalid as exc:
+        message = f"the login {exc.describe()}"
+        raise ConfigError(message, key="--user", source="command line", line=None) from None
+    return User(login, password, home_path="/", permissions=(Permission("/"),))
+
+
 def _load(args: argparse.Namespace) -> tuple[ClusterConfig, dict[str, object]]:
-    overrides = {s.key: getattr(args, s.dest) for s in cli_settings()}
+    overrides: dict[str, object] = {s.key: getattr(args, s.dest) for s in cli_settings()}
     overrides = {key: value for key, value in overrides.items() if value is not None}
+    if args.users:
+        # Kept with the other overrides, so that every reload adds them again.
+        overrides["users"] = tuple(parse_user(text) for text in args.users)
     config = load_config(args.config) if args.config is not None else ClusterConfig()
     return apply_overrides(config, overrides), overrides
 
