@@ -79,10 +79,11 @@ def config_toml(
     server: Mapping[str, TomlValue] | None = None,
     redis: Mapping[str, TomlValue] | None = None,
     users: Sequence[Mapping[str, TomlValue]] = (),
+    tls: Mapping[str, TomlValue] | None = None,
 ) -> str:
-    """A config file from plain values: ``[server]``, ``[redis]``, ``[[users]]``."""
+    """A config file from plain values: ``[server]``, ``[redis]``, ``[tls]``, ``[[users]]``."""
     lines: list[str] = []
-    for table, values in (("server", server), ("redis", redis)):
+    for table, values in (("server", server), ("redis", redis), ("tls", tls)):
         if values:
             lines.append(f"[{table}]")
             lines += [f"{key} = {_toml(value)}" for key, value in values.items()]

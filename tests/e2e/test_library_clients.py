@@ -18,7 +18,7 @@ from tests.e2e.conftest import ServerFactory
 def disk_server(root: Path) -> Server:
     return Server(
         (
-            User("alice", "pw", base_path=root, home_path="/"),
+            User("alice", "alice-Pw-31", base_path=root, home_path="/"),
             User(base_path=root, permissions=(Permission("/", readable=True, writable=False),)),
         ),
         path_io_factory=PathIO,
@@ -32,7 +32,9 @@ def test_aioftp_client_round_trip(run_server: ServerFactory, tmp_path: Path) -> 
     source.write_bytes(payload)
 
     async def session() -> list[str]:
-        async with aioftp.Client.context(running.host, running.port, "alice", "pw") as client:
+        async with aioftp.Client.context(
+            running.host, running.port, "alice", "alice-Pw-31"
+        ) as client:
             await client.make_directory("sub")
             await client.upload(source, "sub/copy.bin", write_into=True)
             await client.download("sub/copy.bin", str(tmp_path / "back.bin"), write_into=True)
@@ -51,7 +53,7 @@ def test_curl_download_upload_and_list(run_server: ServerFactory, tmp_path: Path
     running = run_server(lambda: disk_server(tmp_path))
     (tmp_path / "hello.txt").write_bytes(b"hello from ftp-cluster\n")
     out = subprocess.run(
-        ["curl", "-sS", "--max-time", "20", f"{running.url}/hello.txt", "-u", "alice:pw"],
+        ["curl", "-sS", "--max-time", "20", f"{running.url}/hello.txt", "-u", "alice:alice-Pw-31"],
         capture_output=True,
         check=True,
     )
@@ -68,13 +70,22 @@ def test_curl_download_upload_and_list(run_server: ServerFactory, tmp_path: Path
             str(upload),
             f"{running.url}/up.bin",
             "-u",
-            "alice:pw",
+            "alice:alice-Pw-31",
         ],
         check=True,
     )
     assert (tmp_path / "up.bin").read_bytes() == upload.read_bytes()
     listing = subprocess.run(
-        ["curl", "-sS", "--max-time", "20", "--list-only", f"{running.url}/", "-u", "alice:pw"],
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "--list-only",
+            f"{running.url}/",
+            "-u",
+            "alice:alice-Pw-31",
+        ],
         capture_output=True,
         check=True,
         text=True,
@@ -93,7 +104,7 @@ def test_curl_download_upload_and_list(run_server: ServerFactory, tmp_path: Path
             "6",
             f"{running.url}/hello.txt",
             "-u",
-            "alice:pw",
+            "alice:alice-Pw-31",
         ],
         capture_output=True,
         check=True,
@@ -112,7 +123,7 @@ def test_lftp_mirror_both_ways(run_server: ServerFactory, tmp_path: Path) -> Non
         (local / "deep" / "er" / f"f{index}").write_bytes(os.urandom(10_000 * (index + 1)))
     commands = (
         "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit yes; "
-        f"open -u alice,pw -p {running.port} {running.host}; "
+        f"open -u alice,alice-Pw-31 -p {running.port} {running.host}; "
         f"mirror -R {local} /up; mirror /up {tmp_path / 'back'}; quit"
     )
     subprocess.run(["lftp", "-c", commands], check=True, timeout=60, capture_output=True)

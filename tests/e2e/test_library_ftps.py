@@ -16,6 +16,7 @@ from typing import Any
 
 import aioftp
 import pytest
+import trustme
 
 from ftp_cluster import MemoryPathIO, PathIO, Server, User
 from tests.e2e.conftest import RunningServer, ServerFactory
@@ -288,3 +289,40 @@ def test_abor_during_a_protected_download_and_throttles_under_tls(
     assert ftp.getline().startswith("226")
     conn.close()
     assert ftp.voidcmd("NOOP").startswith("200")
+
+
+def test_client_certificates_are_required_and_bound_to_the_session(
+    run_server: ServerFactory, certs: Certificates, tmp_path: Path
+) -> None:
+    clients = trustme.CA()
+    clients.cert_pem.write_to_path(tmp_path / "clients-ca.pem")
+    running = run_server(lambda: ftps_server(certs, tls_client_ca=tmp_path / "clients-ca.pem"))
+
+    def context(person: str | None) -> ssl.SSLContext:
+        made = certs.client_context()
+        if person is not None:
+            clients.issue_cert(person).configure_cert(made)
+        return made
+
+    # Without a certificate the handshake itself is refused.
+    plain = ResumingFTP_TLS(context=context(None), timeout=10)
+    plain.connect(running.host, running.port)
+    with pytest.raises((ssl.SSLError, OSError, EOFError)):
+        plain.auth()
+        plain.login("alice", PASSWORD)
+    alice = context("alice@example.org")
+    ftp = tls_client(running, certs, context=alice)
+    ftp.storbinary("STOR f", io.BytesIO(b"mine"))
+    # A data connection with someone else's certificate (and a fresh session).
+    mallory = context("mallory@example.org")
+    conn, _ = ftplib.FTP.ntransfercmd(ftp, "RETR f")
+    try:
+        with mallory.wrap_socket(conn, server_hostname="127.0.0.1") as tls:
+            assert tls.recv(10) == b""
+    except (ssl.SSLError, OSError):
+        pass
+    with pytest.raises(ftplib.error_perm, match="522"):
+        ftp.voidresp()
+    out = io.BytesIO()
+    ftp.retrbinary("RETR f", out.write)
+    assert out.getvalue() == b"mine"

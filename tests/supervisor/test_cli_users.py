@@ -130,11 +130,11 @@ def test_users_from_flags_log_in_and_no_anonymous_one_exists(start_cluster: Star
 def test_a_flag_replaces_the_files_user_of_that_login(start_cluster: StartCluster) -> None:
     config = (
         '[[users]]\nlogin = "alice"\npassword = "from-the-file"\n\n'
-        '[[users]]\nlogin = "carol"\npassword = "c"\n'
+        '[[users]]\nlogin = "carol"\npassword = "carol-Pw-77"\n'
     )
     cluster = start_cluster(args=["--user", "alice:from-the-flag"], workers=1, config=config)
     login(cluster, "alice", "from-the-flag").quit()
-    login(cluster, "carol", "c").quit()  # the file's other users stay
+    login(cluster, "carol", "carol-Pw-77").quit()  # the file's other users stay
     assert refused(cluster, "alice", "from-the-file")
     assert refused(cluster, "anonymous", "")
     log = cluster.log()

@@ -369,6 +369,8 @@ class Arbiter:
             except OSError:  # nobody reads stdout (closed pipe): the log still says it
                 pass
             log.info("%s", line)
+            if self.implicit_address is not None:
+                log.info("implicit FTPS on %s", self.implicit_address)
 
     @property
     def address(self) -> str:
@@ -428,6 +430,10 @@ class Arbiter:
             log.warning("reload: host and port cannot change without a restart; keeping them")
             server = dataclasses.replace(config.server, host=old.host, port=old.port)
             config = dataclasses.replace(config, server=server)
+        if config.tls.implicit_port != self.config.tls.implicit_port:
+            log.warning("reload: [tls] implicit_port cannot change without a restart; keeping it")
+            tls = dataclasses.replace(config.tls, implicit_port=self.config.tls.implicit_port)
+            config = dataclasses.replace(config, tls=tls)
         self.config = config
         self.resize(config.server.workers, roll=False)
         self.generation += 1
@@ -493,6 +499,7 @@ class Arbiter:
             "ok": True,
             "pid": self.pid,
             "address": self.address if self.listeners is not None else None,
+            "implicit_address": self.implicit_address,
             "state": "stopping" if self.stopping else "running" if self.announced else "booting",
             "uptime": round(time.time() - self.started, 3),
             "config": str(self.config.source) if self.config.source else None,

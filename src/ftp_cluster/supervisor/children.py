@@ -38,8 +38,9 @@ QUICK_EXIT = 1.0
 _LOOP_THRESHOLD = 5
 _MAX_BACKOFF = 30.0
 _MAX_LINE = 64 * 1024
-# Figures a heartbeat carries: live sessions, then totals since the worker started.
-_HEARTBEAT_FIGURES = ("sessions", "bytes_uploaded", "bytes_downloaded", "accepted", "refused")
+# What a heartbeat carries besides its figures (ServerStats.figures: live
+# sessions, then totals since the worker started).
+_NOT_FIGURES = frozenset({"event", "pid", "time"})
 
 
 @dataclass(eq=False)
@@ -108,9 +109,8 @@ class WorkerHandle:
         elif event == "draining":
             self.draining = True
         elif event == "heartbeat":
-            for key in _HEARTBEAT_FIGURES:
-                value = message.get(key)
-                if isinstance(value, int):
+            for key, value in message.items():
+                if key not in _NOT_FIGURES and isinstance(value, int):
                     self.stats[key] = value
 
     def close_pipe(self) -> None:
@@ -128,11 +128,12 @@ class WorkerHandle:
             "generation": self.generation,
             "uptime": round(time.monotonic() - self.started, 3),
             "started": self.started_wall,
-            "sessions": self.stats.get("sessions", 0),
-            "bytes_uploaded": self.stats.get("bytes_uploaded", 0),
-            "bytes_downloaded": self.stats.get("bytes_downloaded", 0),
-            "accepted": self.stats.get("accepted", 0),
-            "refused": self.stats.get("refused", 0),
+            "sessions": 0,
+            "bytes_uploaded": 0,
+            "bytes_downloaded": 0,
+            "accepted": 0,
+            "refused": 0,
+            **self.stats,
             "heartbeat_age": round(time.monotonic() - self.last_seen, 3),
         }
 

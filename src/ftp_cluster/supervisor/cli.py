@@ -1,4 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password.
+"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate.
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (start, stop, commands.choices["reload"], status):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
     commands.add_parser("hash-password", help="print a password hash for the config file")
+    certificate = commands.add_parser(
+        "self-signed-certificate", help="write a certificate and key for trying FTPS"
+    )
+    certificate.add_argument("--out", type=Path, required=True, help="directory to write into")
+    certificate.add_argument(
+        "--host",
+        action="append",
+        help="host name or address the certificate is for (repeatable; default: localhost "
+        "and 127.0.0.1)",
+    )
     return parser
 
 
@@ -150,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "reload": _reload,
         "status": _status,
         "hash-password": _hash_password,
+        "self-signed-certificate": _self_signed,
     }
     sys.exit(handlers[args.command](args))
 
@@ -324,14 +335,28 @@ def _format_status(status: dict[str, Any]) -> str:
         lines.append("redis: none (one worker, in-process limits)")
     lines.append(f"{'slot':>4}  {'pid':>7}  {'state':<9}  {'uptime':>8}  {'sessions':>8}  "
                  f"{'accepted':>9}  {'refused':>8}  {'uploaded':>10}  "
-                 f"{'downloaded':>10}")  # fmt: skip
+                 f"{'downloaded':>10}  {'tls':>6}  {'tls-fail':>8}")  # fmt: skip
     for w in status.get("workers", []):
         lines.append(
             f"{w['slot']:>4}  {w['pid']:>7}  {w['state']:<9}  {w['uptime']:>7.0f}s  "
             f"{w['sessions']:>8}  {w.get('accepted', 0):>9}  {w.get('refused', 0):>8}  "
-            f"{_size(w['bytes_uploaded']):>10}  {_size(w['bytes_downloaded']):>10}"
+            f"{_size(w['bytes_uploaded']):>10}  {_size(w['bytes_downloaded']):>10}  "
+            f"{w.get('tls_sessions', 0):>6}  {w.get('tls_failures', 0):>8}"
         )
     return "\n".join(lines)
+
+
+def _self_signed(args: argparse.Namespace) -> int:
+    from ftp_cluster.supervisor.certificates import write_self_signed  # noqa: PLC0415
+
+    hosts = args.host or ["localhost", "127.0.0.1"]
+    try:
+        cert, key = write_self_signed(args.out, hosts)
+    except OSError as exc:
+        return _fail(f"cannot write into {args.out}: {exc}")
+    print(f"certificate: {cert}\nprivate key: {key}")
+    print(f"start with: ftp-cluster start --tls-certificate {cert} --tls-private-key {key}")
+    return 0
 
 
 def _hash_password(args: argparse.Namespace) -> int:

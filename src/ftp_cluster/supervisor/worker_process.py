@@ -218,11 +218,7 @@ class _Worker:
                     {
                         "event": "heartbeat",
                         "pid": os.getpid(),
-                        "sessions": stats.sessions,
-                        "bytes_uploaded": stats.bytes_uploaded,
-                        "bytes_downloaded": stats.bytes_downloaded,
-                        "accepted": stats.accepted,
-                        "refused": stats.refused,
+                        **stats.figures(),
                         "time": time.time(),
                     }
                 )

@@ -46,7 +46,7 @@ from ftp_cluster.worker.protocol.requests import (
 )
 from ftp_cluster.worker.protocol.session import Session
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
-from ftp_cluster.worker.tls import after_control_handshake
+from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
 from ftp_cluster.worker.tls_channel import handshake as tls_handshake
 from ftp_cluster.worker.transfer import TransferJob
@@ -244,7 +244,11 @@ class ControlConnection(asyncio.Protocol):
         transport = self._transport
         if tls is None or transport is None or self.closing:
             return False
-        context = tls.for_session()
+        try:
+            context = tls.for_session()
+        except CertificateError as error:
+            log.error("session %s: no TLS context: %s", self.session_id, error)
+            return False
         loop = asyncio.get_running_loop()
         try:
             upgraded = await loop.start_tls(

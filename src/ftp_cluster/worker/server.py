@@ -52,6 +52,16 @@ class ServerStats:
     started: float
     accepted: int = 0  # control connections accepted
     refused: int = 0  # of those, refused admission (421): a limit, or Redis down
+    tls_sessions: int = 0  # control connections that completed a TLS handshake
+    tls_failures: int = 0  # control connections whose TLS handshake failed
+
+    def figures(self) -> dict[str, int]:
+        """The counts a heartbeat carries (everything but the start time)."""
+        return {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if isinstance(value, int) and name != "started"
+        }
 
 
 def _tls_settings(base: TLSSettings | None, options: dict[str, Any]) -> TLSSettings:
@@ -284,4 +294,6 @@ class Server:
             started=self._started,
             accepted=self._ctx.accepted,
             refused=self._ctx.refused,
+            tls_sessions=self._ctx.tls_sessions,
+            tls_failures=self._ctx.tls_failures,
         )

@@ -13,6 +13,12 @@ and chain), so contexts are made ahead of need: a small pool, refilled one
 at a time after the loop has served the callbacks that took from it. Each
 context serves one control connection and is dropped with it.
 
+The certificate and key are read once, when the worker makes its
+:class:`TLSContexts`, into memory files of the process (``memfd``) that
+every later context loads from: a renewal written to disk meanwhile, half
+written or broken, reaches no running worker; ``ftp-cluster reload`` starts
+workers that read the new files (after checking them).
+
 Once the control handshake is done, the session's context stops issuing TLS
 1.3 tickets: data connections send none, since a client that closes an
 upload without reading them makes the kernel reset the connection and lose
@@ -24,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -97,11 +104,26 @@ def expiry_warning(certificate: Path, now: datetime.datetime | None = None) -> s
     return None
 
 
+def _in_memory(path: Path) -> Path:
+    """A copy of ``path`` that only this process holds (a memfd), as a path to load."""
+    data = path.read_bytes()
+    descriptor = os.memfd_create(f"ftp-cluster-{path.name}", os.MFD_CLOEXEC)
+    os.write(descriptor, data)
+    return Path(f"/proc/self/fd/{descriptor}")
+
+
 class TLSContexts:
     """Hands out a fresh context per control session (see the module docstring)."""
 
     def __init__(self, options: TLSOptions, *, session_reuse: bool = True) -> None:
         make_context(options)  # fail now, with the reason, rather than at the first AUTH
+        if hasattr(os, "memfd_create"):
+            options = TLSOptions(
+                _in_memory(options.certificate),
+                _in_memory(options.private_key),
+                options.minimum_version,
+                _in_memory(options.client_ca) if options.client_ca is not None else None,
+            )
         self.options = options
         self.session_reuse = session_reuse
         self._pool: deque[ssl.SSLContext] = deque()
