@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 
 run: install
 	mkdir -p $(ROOT)
-	$(BIN)/ftp-cluster start --workers $(WORKERS) --host $(HOST) --port $(PORT) --root $(ROOT)
+	$(BIN)/ftp-cluster start --workers $(WORKERS) --host $(HOST) --port $(PORT) --root $(ROOT) $(ARGS)
 
 test: install
 	$(BIN)/pytest -q
