@@ -20,13 +20,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from hypothesis import settings
-
-# Property tests: a bounded run in `make test`; a long one on request with
-# `pytest --hypothesis-profile=fuzz` (e.g. tests/worker/test_session_fuzz.py).
-settings.register_profile("default", max_examples=300, deadline=None)
-settings.register_profile("fuzz", max_examples=50_000, deadline=None)
-settings.load_profile("default")
 
 __all__ = ["RedisServer"]
 
