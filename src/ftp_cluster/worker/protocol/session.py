@@ -200,9 +200,12 @@ class Session:
         self.pbsz = implicit_tls
         self.protect_data = implicit_tls
         self._reader = LineReader(options.max_line_length)
-        self._out: deque[Event] = deque()
+        # A list, not a deque: it rarely holds more than two events, and an
+        # empty deque costs ~600 bytes per idle session.
+        self._out: list[Event] = []
         self._running: Request | None = None
-        self._held: deque[bytes | Overlong] = deque()  # lines that came during a transfer
+        # Lines that came during a transfer; made when the first one does.
+        self._held: deque[bytes | Overlong] | None = None
         self._held_bytes = 0
         self._login = ""  # the name given to USER, until PASS
         self._relogin: str | None = None  # USER on a logged-in session, after Logout
@@ -293,7 +296,7 @@ class Session:
                     return _AUTH_OK
                 self._running = step
                 return step
-        event = out.popleft()
+        event = out.pop(0)
         if isinstance(event, Request):
             self._running = event
         return event
@@ -338,7 +341,7 @@ class Session:
 
     def _read_interrupts(self, transfer: Transfer) -> None:
         """Read what came during ``transfer``: ABOR, STAT, QUIT act now, the rest waits."""
-        reader, held, out = self._reader, self._held, self._out
+        reader, out = self._reader, self._out
         while (line := reader.next_line()) is not None:
             verb, argument = _verb(line)
             if verb == "ABOR" and not self._abort_requested:
@@ -350,11 +353,13 @@ class Session:
                 # The transfer's own reply comes first, then goodbye (RFC 959
                 # QUIT); anything sent after QUIT is moot.
                 self._quit_requested = True
-                held.clear()
+                self._held = None
                 self._held_bytes = 0
                 return
             else:
-                held.append(line)
+                if self._held is None:
+                    self._held = deque()
+                self._held.append(line)
                 self._held_bytes += len(line) if isinstance(line, bytes) else 0
 
     def _transfer_status(self, transfer: Transfer) -> Reply:
@@ -421,7 +426,7 @@ class Session:
 
     def _close_after_replies(self) -> None:
         self.phase = Phase.CLOSED
-        self._held.clear()
+        self._held = None
         self._out.append(Signal.HANGUP)
 
     def opening(self, transfer: Transfer, name: str | None = None) -> bytes:
