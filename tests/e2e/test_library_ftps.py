@@ -81,11 +81,12 @@ def _retr_with(ftp: ResumingFTP_TLS, session: ssl.SSLSession | None) -> bytes:
         return b""
 
 
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_reuse_required_refuses_fresh_and_stolen_tls_sessions(
-    run_server: ServerFactory, certs: Certificates
+    run_server: ServerFactory, certs: Certificates, version: ssl.TLSVersion
 ) -> None:
     running = run_server(lambda: ftps_server(certs))
-    context = certs.client_context()  # one client, several control connections
+    context = certs.client_context(version)  # one client, several control connections
     owner = tls_client(running, certs, context=context)
     owner.storbinary("STOR f", io.BytesIO(b"data"))
     owner_session = owner.sock.session  # type: ignore[union-attr]
@@ -326,3 +327,42 @@ def test_client_certificates_are_required_and_bound_to_the_session(
     out = io.BytesIO()
     ftp.retrbinary("RETR f", out.write)
     assert out.getvalue() == b"mine"
+
+
+def test_active_mode_appe_and_a_failed_upload_under_tls(
+    run_server: ServerFactory, certs: Certificates, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_bytes(b"old content")
+    running = run_server(lambda: ftps_server(certs, root))
+    ftp = tls_client(running, certs)
+    ftp.set_pasv(False)  # PORT: the server connects, and is still the TLS server
+    ftp.storbinary("APPE f", io.BytesIO(b" + more"))
+    assert (root / "f").read_bytes() == b"old content + more"
+    with pytest.raises(ftplib.error_perm, match="502"):
+        ftp.sendcmd("CCC")
+    ftp.set_pasv(True)
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("STOR f")
+    conn.sendall(b"half of a new")
+    # The client dies mid-upload: the old file must stay whole.
+    assert ftp.sock is not None
+    ftp.sock.close()
+    conn.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(list(root.iterdir())) > 1:
+        time.sleep(0.05)
+    assert (root / "f").read_bytes() == b"old content + more"
+    assert [p.name for p in root.iterdir()] == ["f"]
+
+
+def test_failed_handshakes_are_counted(run_server: ServerFactory, certs: Certificates) -> None:
+    running = run_server(lambda: ftps_server(certs, tls_implicit_port=0))
+    port = running.server.sockets[1].getsockname()[1]
+    with socket.create_connection((running.host, port), timeout=5) as plain:
+        plain.sendall(b"USER alice\r\n" * 100)  # not TLS
+        assert plain.recv(100) == b""
+    tls_client(running, certs).quit()
+    stats = running.server.stats()
+    assert stats.tls_failures == 1 and stats.tls_sessions == 1

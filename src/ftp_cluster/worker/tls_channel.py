@@ -118,9 +118,12 @@ class TLSChannel(DataChannel):
                     return filled, False
                 await wire.feed()
                 continue
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                # close_notify, or (as many clients do) a bare TCP close: the end.
+            except ssl.SSLZeroReturnError:  # close_notify: the sender's end
                 return filled, True
+            except ssl.SSLEOFError:
+                # A bare TCP close: a client that died mid-upload, or a
+                # truncation. Not an end: the upload fails and is discarded.
+                raise ConnectionResetError("data connection closed without TLS close_notify") from None
             if got == 0:
                 return filled, True
             filled += got
