@@ -123,7 +123,9 @@ class TLSChannel(DataChannel):
             except ssl.SSLEOFError:
                 # A bare TCP close: a client that died mid-upload, or a
                 # truncation. Not an end: the upload fails and is discarded.
-                raise ConnectionResetError("data connection closed without TLS close_notify") from None
+                raise ConnectionResetError(
+                    "data connection closed without TLS close_notify"
+                ) from None
             if got == 0:
                 return filled, True
             filled += got
