@@ -26,6 +26,8 @@ local action, offender, channel = ARGV[1], ARGV[2], ARGV[3]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local day_us = 86400 * 1000000
+-- Integers as text: Lua's own tostring would write 1.7e+15.
+local now_text = string.format('%.0f', now)
 
 if action == 'unban' then
     local was = redis.call('DEL', KEYS[2])
@@ -36,15 +38,16 @@ end
 
 local function ban(ms)
     redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - day_us)
-    redis.call('ZADD', KEYS[3], now, tostring(now))
+    redis.call('ZADD', KEYS[3], now, now_text)
     redis.call('PEXPIRE', KEYS[3], day_us / 1000)
     local n = redis.call('ZCARD', KEYS[3])
     if ms <= 0 then
         ms = math.ceil(tonumber(ARGV[7]) * (1 + tonumber(ARGV[8])) ^ (n - 1))
     end
-    redis.call('SET', KEYS[2], n, 'PX', ms)
+    local ms_text = string.format('%.0f', ms)
+    redis.call('SET', KEYS[2], n, 'PX', ms_text)
     redis.call('DEL', KEYS[1])
-    redis.call('PUBLISH', channel, 'ban ' .. offender .. ' ' .. ms .. ' ' .. n)
+    redis.call('PUBLISH', channel, 'ban ' .. offender .. ' ' .. ms_text .. ' ' .. n)
     return {1, ms, n}
 end
 
@@ -68,6 +71,6 @@ if total >= threshold then
     return ban(0)
 end
 local n = redis.call('ZCARD', KEYS[1])
-redis.call('ZADD', KEYS[1], now, now .. ':' .. points .. ':' .. n)
+redis.call('ZADD', KEYS[1], now, now_text .. ':' .. points .. ':' .. n)
 redis.call('PEXPIRE', KEYS[1], math.ceil(window_us / 1000))
 return {0}
