@@ -169,21 +169,20 @@ def test_arbitrary_bytes_parse_or_refuse(data: bytes) -> None:
 
 @given(
     st.one_of(st.tuples(addresses4, addresses4), st.tuples(addresses6, addresses6)),
-    ports,
-    ports,
+    st.tuples(ports, ports),
     st.booleans(),
     st.lists(st.tuples(st.sampled_from([1, 2, 4, 5, 0x20, 0xE0]), st.binary(max_size=40))),
     st.binary(max_size=50),
 )
 def test_generated_headers_round_trip(
     pair: tuple[str, str],
-    sport: int,
-    dport: int,
+    port_pair: tuple[int, int],
     version1: bool,
     tlvs: list[tuple[int, bytes]],
     after: bytes,
 ) -> None:
     source, target = pair
+    sport, dport = port_pair
     if version1:
         protocol = "TCP4" if "." in source else "TCP6"
         header = f"PROXY {protocol} {source} {target} {sport} {dport}\r\n".encode()
