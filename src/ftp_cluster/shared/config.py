@@ -97,6 +97,10 @@ def _convert(value: object, tp: Any) -> object:
             allowed = ", ".join(repr(a) for a in args)
             raise Invalid(f"must be one of {allowed}", value)
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise Invalid("must be a list", value)
+        return tuple(_convert(v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise Invalid(f"must be a list of {len(args)} values", value)

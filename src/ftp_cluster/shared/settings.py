@@ -27,6 +27,7 @@ from ftp_cluster.shared.fields import (
     between,
     ipv4,
     limit,
+    networks,
     port_range,
     setting,
     single_line,
@@ -84,6 +85,12 @@ class ServerSettings(LimitSettings):
     system_type: str = setting("UNIX Type: L8", "text of the 215 SYST reply", check=single_line)
     max_line_length: int = setting(
         4096, "longest command line accepted, in bytes", check=between(64, 1 << 20)
+    )
+    proxy_protocol: bool = setting(
+        False, "connections from trusted_proxies start with a PROXY v1/v2 header"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "networks of the proxies whose PROXY headers are believed", check=networks
     )
 
     @property

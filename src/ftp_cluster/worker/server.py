@@ -32,6 +32,7 @@ from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import trusted_proxies
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 
 __all__ = ["Server", "ServerStats"]
@@ -168,6 +169,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            proxies=trusted_proxies(self.settings),
         )
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
