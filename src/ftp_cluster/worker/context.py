@@ -35,6 +35,9 @@ class ManagedConnection(Protocol):
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close the session if it has been idle for ``timeout`` seconds."""
 
+    def close_if_banned(self) -> None:
+        """421 and close now if the session's address is banned."""
+
 
 @dataclass(slots=True, eq=False)
 class WorkerContext:
