@@ -1,7 +1,7 @@
 """In-process limits: the library default and the Redis backend's fallback.
 
 One :class:`LocalLimits` counts the sessions of one process, with a
-:class:`LocalLeases` and a :class:`LocalBandwidth`. Alone, it enforces the
+:class:`LocalLeases`, a :class:`LocalBandwidth` and :class:`LocalQuotas`. Alone, it enforces the
 configured limits for that process. As the fallback of a cluster-wide
 backend it is built with ``share=workers`` and then enforces
 ``ceil(limit / share)`` of every connection cap and bandwidth rate, so that
@@ -24,15 +24,29 @@ from ftp_cluster.shared.limits.base import (
     ConnectionCaps,
     Leases,
     LimitsBackend,
+    QuotaLimits,
+    QuotaRefusal,
+    Quotas,
     Refusal,
+    Usage,
 )
 from ftp_cluster.shared.limits.bucket import TokenBucket
 
-__all__ = ["Holding", "LocalBandwidth", "LocalLeases", "LocalLimits", "local_chunk_size"]
+__all__ = [
+    "Holding",
+    "LocalBandwidth",
+    "LocalLeases",
+    "LocalLimits",
+    "LocalQuotas",
+    "grant",
+    "local_chunk_size",
+]
 
 _CHUNK_SECONDS = 0.01
 _MIN_CHUNK = 16 * 1024
 _MAX_CHUNK = 256 * 1024
+#: Bytes one quota reservation of an upload asks for (in-process: cheap, so fine).
+_QUOTA_CHUNK = 256 * 1024
 
 
 def local_chunk_size(rate: int) -> int:
@@ -152,6 +166,59 @@ class LocalBandwidth(Bandwidth):
         return local_chunk_size(rate)
 
 
+def grant(
+    usage: Usage, limits: QuotaLimits, nbytes: int, files: int, headroom: int | None = None
+) -> int | QuotaRefusal:
+    """What a reservation against ``usage`` gets (``headroom``: at most this many bytes more).
+
+    The arithmetic of ``lua/quota_reserve.lua``: files all or nothing, bytes
+    up to the quota's edge.
+    """
+    if files > 0 and limits.files is not None and usage.files + files > limits.files:
+        return QuotaRefusal.FILES
+    granted = nbytes
+    if limits.bytes is not None:
+        granted = max(0, min(granted, limits.bytes - usage.bytes))
+    if headroom is not None:
+        granted = max(0, min(granted, headroom))
+    return granted
+
+
+class LocalQuotas(Quotas):
+    """Tallies in this process's memory (the library server's, or one test's)."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, Usage] = {}
+
+    async def usage(self, user: str) -> Usage | None:
+        return self._tallies.get(user)
+
+    async def reserve(
+        self, user: str, limits: QuotaLimits, nbytes: int, files: int = 0
+    ) -> int | QuotaRefusal:
+        usage = self._tallies.get(user)
+        if usage is None:
+            return QuotaRefusal.UNKNOWN
+        granted = grant(usage, limits, nbytes, files)
+        if not isinstance(granted, QuotaRefusal):
+            self._tallies[user] = Usage(usage.bytes + granted, usage.files + files)
+        return granted
+
+    async def adjust(self, user: str, nbytes: int, files: int = 0) -> None:
+        usage = self._tallies.get(user)
+        if usage is not None:
+            self._tallies[user] = Usage(max(0, usage.bytes + nbytes), max(0, usage.files + files))
+
+    async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
+        if only_if_unknown and user in self._tallies:
+            return self._tallies[user] == usage
+        self._tallies[user] = usage
+        return True
+
+    def chunk_size(self) -> int:
+        return _QUOTA_CHUNK
+
+
 class LocalLimits(LimitsBackend):
     """Counters and token buckets in this process's memory.
 
@@ -162,10 +229,12 @@ class LocalLimits(LimitsBackend):
 
     leases: LocalLeases
     bandwidth: LocalBandwidth
+    quotas: LocalQuotas
 
     def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
         self.leases = LocalLeases(share=share)
         self.bandwidth = LocalBandwidth(share=share, clock=clock)
+        self.quotas = LocalQuotas()
 
     def stats(self) -> BackendStats:
         return BackendStats(healthy=True, commands_sent=0, sessions=self.leases.sessions())

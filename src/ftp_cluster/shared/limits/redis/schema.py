@@ -11,7 +11,18 @@ import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["LEASES", "REFRESH", "RELEASE_WORKER", "RESERVE", "SCRIPTS", "Keys", "LuaScript"]
+__all__ = [
+    "LEASES",
+    "QUOTA_ADJUST",
+    "QUOTA_RESERVE",
+    "QUOTA_SET",
+    "REFRESH",
+    "RELEASE_WORKER",
+    "RESERVE",
+    "SCRIPTS",
+    "Keys",
+    "LuaScript",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +46,10 @@ LEASES = LuaScript.load("leases")
 REFRESH = LuaScript.load("refresh")
 RELEASE_WORKER = LuaScript.load("release_worker")
 RESERVE = LuaScript.load("reserve")
-SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE)
+QUOTA_RESERVE = LuaScript.load("quota_reserve")
+QUOTA_ADJUST = LuaScript.load("quota_adjust")
+QUOTA_SET = LuaScript.load("quota_set")
+SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE, QUOTA_RESERVE, QUOTA_ADJUST, QUOTA_SET)
 
 
 class Keys:
@@ -47,6 +61,7 @@ class Keys:
         self.workers = f"{namespace}:worker:"
         self.index = f"{self.workers}{worker_id}"
         self._buckets = f"{namespace}:bucket:"
+        self._quotas = f"{namespace}:quota:"
 
     def ip(self, ip: str) -> str:
         return f"{self.leases}ip:{ip}"
@@ -56,3 +71,7 @@ class Keys:
 
     def bucket(self, key: str) -> str:
         return f"{self._buckets}{key}"
+
+    def quota(self, user: str) -> str:
+        """The user's disk tally (a HASH: bytes, files); every quota script touches only it."""
+        return f"{self._quotas}{user}"
