@@ -345,9 +345,7 @@ class TestQuotas(Contract):
         assert await limits.quotas.reserve("alice", quota, 5) == 0
         assert await limits.quotas.reserve("bob", quota, 5) == 5
 
-    async def test_set_only_if_unknown_keeps_an_existing_tally(
-        self, limits: LimitsBackend
-    ) -> None:
+    async def test_set_only_if_unknown_keeps_an_existing_tally(self, limits: LimitsBackend) -> None:
         assert await limits.quotas.set_usage("alice", Usage(7, 1), only_if_unknown=True)
         assert not await limits.quotas.set_usage("alice", Usage(9, 9), only_if_unknown=True)
         assert await limits.quotas.usage("alice") == Usage(7, 1)

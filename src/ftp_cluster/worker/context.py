@@ -15,6 +15,7 @@ from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.quota import QuotaScans
 from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.tls import TLSContexts
 from ftp_cluster.worker.transfer import Counters
@@ -49,6 +50,7 @@ class WorkerContext:
     counters: Counters = field(default_factory=Counters)
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)
+    quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
     draining: bool = False

@@ -7,8 +7,9 @@ any number of workers never together pass the quota.
 
 While Redis is down (:mod:`.health`) the quota is enforced from the last
 tally this worker saw, conservatively: the worker may add at most its share
-(``1/workers``) of the room that tally left, plus what it freed itself, and a user whose tally it never
-saw gets :attr:`~ftp_cluster.shared.limits.base.QuotaRefusal.UNAVAILABLE`
+(``1/workers``) of the room that tally left, plus what it freed itself, and
+a user whose tally it never saw gets
+:attr:`~ftp_cluster.shared.limits.base.QuotaRefusal.UNAVAILABLE`
 (452). Every change made meanwhile is kept and applied to Redis by the
 resync once it is back, so nothing is lost; a scan done meanwhile is
 applied only where Redis has no tally.
