@@ -28,6 +28,7 @@ from ftp_cluster.shared.fields import (
     between,
     ipv4,
     limit,
+    networks,
     port_range,
     setting,
     single_line,
@@ -69,6 +70,8 @@ class ServerSettings(LimitSettings):
     )
     masquerade_address: str | None = setting(None, "address announced in PASV replies", check=ipv4)
     maximum_connections_per_ip: int | None = limit("sessions per client IP")
+    default_quota_bytes: int | None = limit("disk quota in bytes of users without their own")
+    default_quota_files: int | None = limit("quota of files of users without their own")
     socket_timeout: float | None = _timeout(30.0, "seconds for one socket read/write")
     path_timeout: float | None = _timeout(10.0, "seconds for one file-system operation")
     idle_timeout: float | None = _timeout(300.0, "seconds of silence between commands")
@@ -85,6 +88,12 @@ class ServerSettings(LimitSettings):
     system_type: str = setting("UNIX Type: L8", "text of the 215 SYST reply", check=single_line)
     max_line_length: int = setting(
         4096, "longest command line accepted, in bytes", check=between(64, 1 << 20)
+    )
+    proxy_protocol: bool = setting(
+        False, "connections from trusted_proxies start with a PROXY v1/v2 header"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "networks of the proxies whose PROXY headers are believed", check=networks
     )
 
     @property

@@ -27,6 +27,7 @@ from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, Soc
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
 from ftp_cluster.worker.protocol.addresses import normalise_host
+from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
 from ftp_cluster.worker.protocol.requests import (
     Abort,
     Authenticate,
@@ -40,12 +41,15 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Outcome,
+    QuotaQuery,
     Request,
     Signal,
     StartTLS,
     Transfer,
 )
 from ftp_cluster.worker.protocol.session import Session
+from ftp_cluster.worker.proxied import HeaderWait, client_host, header_timeout
+from ftp_cluster.worker.quota import UserQuota, quota_status
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
 from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
@@ -67,6 +71,7 @@ class ControlConnection(asyncio.Protocol):
     __slots__ = (
         "_buckets",
         "_fs",
+        "_header",
         "_implicit_tls",
         "_last_activity",
         "_local_host",
@@ -108,6 +113,7 @@ class ControlConnection(asyncio.Protocol):
         self._fs: UserFileSystem | None = None
         self._last_activity = time.monotonic()
         self._local_host = ""
+        self._header: HeaderWait | None = None  # a trusted proxy's, still to come
 
     # -- asyncio callbacks --------------------------------------------------
 
@@ -116,6 +122,15 @@ class ControlConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = normalise_host(transport.get_extra_info("peername")[0])
         self._local_host = transport.get_extra_info("sockname")[0]
+        proxies = self.ctx.proxies
+        if proxies is not None and not self.ctx.draining and proxies.trusts(peer):
+            # No session, no greeting, no limits slot until the header says who this is.
+            self._header = HeaderWait(header_timeout(self.ctx.settings), self._header_timed_out)
+            self.ctx.connections.add(self)
+            return
+        self._begin(peer)
+
+    def _begin(self, peer: str) -> None:
         self.session = Session(
             self.ctx.options, peer, self._local_host, implicit_tls=self._implicit_tls
         )
@@ -127,6 +142,9 @@ class ControlConnection(asyncio.Protocol):
         self._runner = self.ctx.start(self._admit(peer))
 
     def data_received(self, data: bytes) -> None:
+        if self._header is not None and not self.closing:
+            self._header_received(data)
+            return
         session = self.session
         if session is None or self.closing:
             return
@@ -136,6 +154,8 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._header is not None:
+            self._header.cancel()
         self.ctx.connections.discard(self)
         self._close_passive()
         if self._transfer is not None:
@@ -153,6 +173,35 @@ class ControlConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writes_paused = False
         self._update_reading()
+
+    def _header_received(self, data: bytes) -> None:
+        assert self._header is not None and self._transport is not None
+        proxy = normalise_host(self._transport.get_extra_info("peername")[0])
+        try:
+            done = self._header.feed(data)
+        except ProxyHeaderError as error:
+            log.info("session %s: bad PROXY header from %s: %s", self.session_id, proxy, error)
+            self._drop()
+            return
+        if done is None:
+            return
+        header, rest = done
+        self._header = None
+        self.ctx.connections.discard(self)  # _begin adds it back, as a session
+        self._begin(client_host(header, proxy))
+        if rest:
+            self.data_received(rest)
+
+    def _header_timed_out(self) -> None:
+        log.info("session %s: no PROXY header in time", self.session_id)
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close a connection that never became a session: no reply, nothing to release."""
+        self._header = None
+        if not self.closing and self._transport is not None:
+            self.closing = True
+            self._transport.abort()
 
     # -- the session's events -------------------------------------------------
 
@@ -303,12 +352,16 @@ class ControlConnection(asyncio.Protocol):
         if self.session is not None:
             self.session.shutdown()
             self._pump()
+        elif self._header is not None:
+            self._drop()
 
     def abort(self) -> None:
         """Fast stop: 421 and drop the connection, whatever runs."""
         if self.session is not None:
             self.session.shutdown(now=True)
             self._pump()
+        elif self._header is not None:
+            self._drop()
         if self._tls is not None and self._transport is not None:
             # A TLS close waits up to 30 s for the peer's close_notify.
             self._transport.abort()
@@ -360,6 +413,8 @@ class ControlConnection(asyncio.Protocol):
                 return Failed(Failure.IO_ERROR)
             case Transfer():
                 return await self._run_transfer(request)
+            case QuotaQuery():
+                return Done(await quota_status(self._filesystem().quota))
             case Abort():
                 self._close_passive()
                 return Done()
@@ -396,7 +451,17 @@ class ControlConnection(asyncio.Protocol):
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:
             return Failed(Failure.USER_LIMIT)
-        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user))
+        quota = UserQuota.of(
+            user,
+            quotas=ctx.limits.quotas,
+            settings=ctx.settings,
+            scans=ctx.quota_scans,
+            path_io=ctx.path_io,
+            root=ctx.root_for(user),
+        )
+        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user), quota)
+        if quota is not None:
+            await quota.logged_in()
         return Done(user)
 
     def _filesystem(self) -> UserFileSystem:
@@ -413,7 +478,9 @@ class ControlConnection(asyncio.Protocol):
             log.exception("cannot open a passive listener")
             return Failed(Failure.NO_DATA_CONNECTION)
         assert self.session is not None
-        self._passive = passive = PassiveListener(sock, self.session.peer)
+        self._passive = passive = PassiveListener(
+            sock, self.session.peer, self.ctx.proxies, header_timeout(self.ctx.settings)
+        )
         if request.protected and self._tls is not None:
             # The handshake starts as soon as the client connects, before it
             # sends the transfer command (aioftp's client waits for it).

@@ -32,6 +32,7 @@ from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import trusted_proxies
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 
 __all__ = ["Server", "ServerStats"]
@@ -158,6 +159,8 @@ class Server:
                 masquerade_address=self.settings.masquerade_address,
                 tls=self.tls.enabled,
                 tls_required=self.tls.required,
+                default_quota_bytes=self.settings.default_quota_bytes,
+                default_quota_files=self.settings.default_quota_files,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -168,6 +171,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            proxies=trusted_proxies(self.settings),
         )
         self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
@@ -288,6 +292,7 @@ class Server:
                 await asyncio.wait(list(self._ctx.background), timeout=1.0)
             else:
                 await asyncio.sleep(0.01)
+        await self._ctx.quota_scans.close()
         await self.limits.close()
         self._ctx.pipe.close()
 
