@@ -41,8 +41,11 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ftp_cluster.shared.settings import DefenderSettings
+if TYPE_CHECKING:
+    # Only a type here: settings import users, which import this module.
+    from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [
     "BackendStats",
