@@ -34,7 +34,7 @@ from ftp_cluster.shared.fields import (
 )
 from ftp_cluster.shared.users import User
 
-__all__ = ["ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
+__all__ = ["AccountsSettings", "ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
 
@@ -170,11 +170,23 @@ class TLSSettings:
 
 
 @dataclass(frozen=True)
+class AccountsSettings:
+    """Where accounts come from and how long what was learnt of one is reused (``[accounts]``)."""
+
+    cache_seconds: float = setting(
+        5.0,
+        "seconds a user looked up, and a password verified against its hash, are reused; 0: never",
+        check=at_least(0),
+    )
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]``, ``[redis]`` and ``[tls]`` tables and the users."""
+    """A whole configuration: ``[server]``, ``[redis]``, ``[tls]``, ``[accounts]``, the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

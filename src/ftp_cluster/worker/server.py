@@ -23,12 +23,18 @@ from typing import Any
 
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
+from ftp_cluster.shared.settings import (
+    AccountsSettings,
+    ClusterConfig,
+    ServerSettings,
+    TLSSettings,
+)
 from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.idle import IdleSweeper
+from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
@@ -141,6 +147,7 @@ class Server:
         limits: LimitsBackend | None = None,
         settings: ServerSettings | None = None,
         tls: TLSSettings | None = None,
+        accounts: AccountsSettings | None = None,
         **options: Any,
     ) -> None:
         self.tls = _tls_settings(tls, options)
@@ -148,6 +155,7 @@ class Server:
         self.users = UserTable(users if users is not None else (User(),))
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
+        self.accounts = accounts if accounts is not None else AccountsSettings()
         self._ctx = WorkerContext(
             settings=self.settings,
             options=SessionOptions(
@@ -168,6 +176,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            passwords=PasswordChecks(cache_seconds=self.accounts.cache_seconds),
         )
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
@@ -187,7 +196,14 @@ class Server:
     ) -> Server:
         """A server for a cluster worker, from a loaded configuration."""
         users = config.users or (User(),)
-        return cls(users, path_io_factory, limits=limits, settings=config.server, tls=config.tls)
+        return cls(
+            users,
+            path_io_factory,
+            limits=limits,
+            settings=config.server,
+            tls=config.tls,
+            accounts=config.accounts,
+        )
 
     def _roots(self) -> dict[str, PurePosixPath]:
         default = Path(self.settings.root)
@@ -284,6 +300,7 @@ class Server:
                 await asyncio.sleep(0.01)
         await self.limits.close()
         self._ctx.pipe.close()
+        self._ctx.passwords.close()
 
     def stats(self) -> ServerStats:
         counters = self._ctx.counters
