@@ -21,7 +21,9 @@ _MAXMEM = 256 * 1024 * 1024
 def hash_scrypt(password: bytes, *, log2_n: int = _LOG2_N) -> str:
     """A new salted scrypt hash of ``password``."""
     salt = os.urandom(16)
-    digest = hashlib.scrypt(password, salt=salt, n=1 << log2_n, r=_R, p=_P, dklen=32)
+    digest = hashlib.scrypt(
+        password, salt=salt, n=1 << log2_n, r=_R, p=_P, dklen=32, maxmem=_MAXMEM
+    )
     b64 = base64.b64encode
     return f"scrypt${log2_n}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
