@@ -20,7 +20,7 @@ import bcrypt
 import pytest
 
 from ftp_cluster.shared.passwords import hash_password
-from tests.e2e.cluster import MiB, config_toml, try_login
+from tests.e2e.cluster import MiB, TomlValue, config_toml, try_login
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import Cluster, cli
 
@@ -181,7 +181,7 @@ def test_a_login_storm_keeps_a_download_and_other_sessions_going(
     start_cluster: StartCluster,
 ) -> None:
     storm_passwords = [f"Storm-Pass-{i}-8841" for i in range(10)]
-    users = [
+    users: list[dict[str, TomlValue]] = [
         {"login": f"storm{i}", "password_hash": hash_password(password)}  # argon2id's default
         for i, password in enumerate(storm_passwords)
     ]
