@@ -29,6 +29,7 @@ from ftp_cluster.shared.fields import Invalid, Spec, spec_of
 from ftp_cluster.shared.settings import (
     AccountsSettings,
     ClusterConfig,
+    DefenderSettings,
     RedisSettings,
     ServerSettings,
     TLSSettings,
@@ -52,6 +53,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "redis": RedisSettings,
     "tls": TLSSettings,
     "accounts": AccountsSettings,
+    "defender": DefenderSettings,
 }
 
 
@@ -104,6 +106,10 @@ def _convert(value: object, tp: Any) -> object:
             allowed = ", ".join(repr(a) for a in args)
             raise Invalid(f"must be one of {allowed}", value)
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise Invalid("must be a list", value)
+        return tuple(_convert(v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise Invalid(f"must be a list of {len(args)} values", value)
@@ -367,13 +373,15 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     for name in data:
         if name not in (*_SECTIONS, "users"):
             message = (
-                "unknown table or key (known: [server], [redis], [tls], [accounts], [[users]])"
+                "unknown table or key (known: [server], [redis], [tls], [defender], [accounts], "
+                "[[users]])"
             )
             raise loader.error(message, name, name)
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
     accounts = loader.settings(AccountsSettings, "accounts", loader.table(data, "accounts"))
+    defender = loader.settings(DefenderSettings, "defender", loader.table(data, "defender"))
     users = loader.users(data.get("users"))
     if "root" not in loader.table(data, "server"):
         server = dataclasses.replace(server, root=Path.cwd())
@@ -383,7 +391,13 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         where = "private_key" if "private_key" in loader.table(data, "tls") else "certificate"
         raise loader.error(exc.describe(), f"tls.{where}", "tls", where) from None
     return ClusterConfig(
-        server=server, redis=redis, tls=tls, accounts=accounts, users=users, source=file
+        server=server,
+        redis=redis,
+        tls=tls,
+        defender=defender,
+        accounts=accounts,
+        users=users,
+        source=file,
     )
 
 
@@ -459,6 +473,7 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         redis=dataclasses.replace(config.redis, **sections["redis"]),
         tls=tls,
         accounts=dataclasses.replace(config.accounts, **sections["accounts"]),
+        defender=dataclasses.replace(config.defender, **sections["defender"]),
         users=users,
     )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.settings import (
     AccountsSettings,
@@ -38,6 +38,7 @@ from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import trusted_proxies
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 
 __all__ = ["Server", "ServerStats"]
@@ -166,6 +167,8 @@ class Server:
                 masquerade_address=self.settings.masquerade_address,
                 tls=self.tls.enabled,
                 tls_required=self.tls.required,
+                default_quota_bytes=self.settings.default_quota_bytes,
+                default_quota_files=self.settings.default_quota_files,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -177,7 +180,9 @@ class Server:
             ),
             tls=_contexts(self.tls),
             passwords=PasswordChecks(cache_seconds=self.accounts.cache_seconds),
+            proxies=trusted_proxies(self.settings),
         )
+        self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
         self._idle: IdleSweeper | None = None
@@ -210,6 +215,11 @@ class Server:
         return {
             user.key: self.path_io.real_root(user.base_path or default) for user in self.users.users
         }
+
+    def _close_banned(self, ban: Ban) -> None:
+        # Any worker's ban, heard of here: its offender's sessions end now.
+        for connection in list(self._ctx.connections):
+            connection.close_if_banned()
 
     # -- running ------------------------------------------------------------
 
@@ -298,6 +308,7 @@ class Server:
                 await asyncio.wait(list(self._ctx.background), timeout=1.0)
             else:
                 await asyncio.sleep(0.01)
+        await self._ctx.quota_scans.close()
         await self.limits.close()
         self._ctx.pipe.close()
         self._ctx.passwords.close()
