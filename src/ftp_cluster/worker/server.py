@@ -133,7 +133,8 @@ class Server:
     ``users``: the accounts (default: one anonymous user with read and write
     access to ``/``, which is the current directory). ``path_io_factory`` is
     called once, with ``timeout=path_timeout``. ``limits`` is the limits
-    back end (default: in-process). Every other keyword is a
+    back end (default: in-process). ``accounts``: the ``[accounts]`` settings
+    (``cache_seconds`` of verified passwords). Every other keyword is a
     :class:`~ftp_cluster.shared.settings.ServerSettings` field (aioftp's
     ``maximum_connections``, ``read_speed_limit``, ``socket_timeout``,
     ``idle_timeout``, ``wait_future_timeout``, ``path_timeout``, ...) or
