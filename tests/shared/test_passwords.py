@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -194,28 +195,35 @@ def test_a_wrong_or_undecodable_password_never_raises() -> None:
         assert verify_password("right", encoded)
 
 
-def _longest_stall(check: Callable[[], object]) -> tuple[float, float]:
-    """Run ``check`` in a thread; the longest pause the calling thread saw meanwhile."""
-    worker = threading.Thread(target=check)
-    start = time.perf_counter()
-    worker.start()
-    longest, last = 0.0, time.perf_counter()
-    while worker.is_alive():
-        now = time.perf_counter()
-        longest, last = max(longest, now - last), now
-    worker.join()
-    return longest, time.perf_counter() - start
+def _woke_and_total(check: Callable[[], object]) -> tuple[float, float]:
+    """Run ``check`` in a thread; when this thread, asleep for 20 ms, got the GIL back.
+
+    The switch interval is set to seconds meanwhile, so a check that holds
+    the GIL keeps it to its end (``sorted`` of a long list: woke == total),
+    while one that releases it lets this thread in after the 20 ms.
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+    try:
+        worker = threading.Thread(target=check)
+        start = time.perf_counter()
+        worker.start()
+        time.sleep(0.02)
+        woke = time.perf_counter() - start
+        worker.join()
+        return woke, time.perf_counter() - start
+    finally:
+        sys.setswitchinterval(interval)
 
 
 @pytest.mark.parametrize("scheme", ["argon2id", "bcrypt", "scrypt"])
 def test_slow_hashes_release_the_gil(scheme: str) -> None:
-    # A check that held the GIL would stop this thread for its whole length.
     make: dict[str, Callable[[], str]] = {
         "argon2id": lambda: hash_argon2id(b"pw", memory_kib=64 * 1024, time_cost=8),
         "bcrypt": lambda: bcrypt.hashpw(b"pw", bcrypt.gensalt(13)).decode(),
         "scrypt": lambda: hash_scrypt(b"pw", log2_n=17),
     }
     encoded = make[scheme]()
-    longest, total = _longest_stall(lambda: verify_password("pw", encoded))
+    woke, total = _woke_and_total(lambda: verify_password("pw", encoded))
     assert total > 0.1, f"the check took only {total:.3f} s: too fast to tell"
-    assert longest < total / 2, f"stalled {longest:.3f} s of {total:.3f} s"
+    assert woke < total / 2, f"this thread waited {woke:.3f} s of the check's {total:.3f} s"
