@@ -158,5 +158,3 @@ def test_first_login_scans_and_the_cli_shows_and_rescans(
     assert tally(quota_show("--config", str(config_file))) == (10000, 3)
     missing = cli("quota", "show", "nobody", "--config", str(config_file))
     assert missing.returncode == 2 and "no user 'nobody'" in missing.stdout
-
-
