@@ -15,6 +15,7 @@ from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import TrustedProxies
 from ftp_cluster.worker.quota import QuotaScans
 from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.tls import TLSContexts
@@ -35,6 +36,9 @@ class ManagedConnection(Protocol):
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close the session if it has been idle for ``timeout`` seconds."""
 
+    def close_if_banned(self) -> None:
+        """421 and close now if the session's address is banned."""
+
 
 @dataclass(slots=True, eq=False)
 class WorkerContext:
@@ -53,6 +57,7 @@ class WorkerContext:
     quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
+    proxies: TrustedProxies | None = None  # proxy_protocol on: whose PROXY headers count
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions
     refused: int = 0  # connections refused admission (421): a limit, or Redis down

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import User, UserTable
@@ -32,6 +32,7 @@ from ftp_cluster.worker.idle import IdleSweeper
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import trusted_proxies
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 
 __all__ = ["Server", "ServerStats"]
@@ -170,7 +171,9 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            proxies=trusted_proxies(self.settings),
         )
+        self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
         self._idle: IdleSweeper | None = None
@@ -196,6 +199,11 @@ class Server:
         return {
             user.key: self.path_io.real_root(user.base_path or default) for user in self.users.users
         }
+
+    def _close_banned(self, ban: Ban) -> None:
+        # Any worker's ban, heard of here: its offender's sessions end now.
+        for connection in list(self._ctx.connections):
+            connection.close_if_banned()
 
     # -- running ------------------------------------------------------------
 

@@ -15,13 +15,16 @@ and :meth:`~LimitsBackend.stats`. The parts today:
   buckets and is told how long to wait before moving them. A bucket may go
   into debt (that is what makes the wait positive) but never holds more
   credit than its burst, so idle time cannot build up an unbounded burst.
+* :class:`Bans` (``backend.bans``): the brute-force defender. Failures
+  (:class:`Offence`) add to an IP's score; at the threshold the IP is banned
+  for a while, and :meth:`Bans.banned` (no I/O) refuses it at connect.
 * :class:`Quotas` (``backend.quotas``): each user's tally of stored bytes
   and files. Uploads reserve space as they go, so that concurrent uploads of
   one user never together pass the user's :class:`QuotaLimits`; deletions
   and the end of an upload adjust the tally. A tally nobody has counted yet
   is unknown (``None``) until a scan of the user's directory sets it.
 
-Adding a part (bans and quotas are next) takes the same four steps: an
+Adding a part takes the same four steps: an
 abstract class here with the operations its callers need; an attribute
 ``LimitsBackend.<part>`` typed by it; an in-process implementation in
 :mod:`.local`, which is also the Redis backend's fallback; and a Redis one in
@@ -36,16 +39,23 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # settings imports users, which imports QuotaLimits from here
+    from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [
     "BackendStats",
+    "Ban",
     "Bandwidth",
+    "Bans",
     "Bucket",
     "ConnectionCaps",
     "Leases",
     "LimitsBackend",
+    "Offence",
     "QuotaLimits",
     "QuotaRefusal",
     "Quotas",
@@ -64,6 +74,7 @@ class Refusal(enum.Enum):
     IP_FULL = "too many connections from your address"  # 421 at connect
     USER_FULL = "too many connections for this user"  # 530 at login
     UNAVAILABLE = "service temporarily unavailable"  # 421: limits backend down, fail closed
+    BANNED = "your address is banned for too many failed logins"  # 421 at connect, and later
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,64 @@ class Bandwidth(abc.ABC):
         In-process reservations are cheap; remote ones are batched so that a
         transfer does not pay a round trip per packet.
         """
+
+
+class Offence(enum.Enum):
+    """What adds to an IP's score; the value is the word the log line uses."""
+
+    BAD_PASSWORD = "bad_password"
+    UNKNOWN_USER = "unknown_user"
+    LIMIT_EXCEEDED = "limit_exceeded"  # 421 at connect, 530 at login for a connection limit
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A ban of one offender: an IP, or an IPv6 network (``2001:db8::/64``)."""
+
+    offender: str
+    seconds: float  # how long it still lasts
+    number: int = 1  # the n-th ban of this offender within a day (0: not known)
+
+
+def _nobody(ban: Ban) -> None:
+    pass
+
+
+class Bans(abc.ABC):
+    """The brute-force defender for the sessions of one worker process.
+
+    ``settings`` say the scores, threshold, durations and safelist; with
+    ``settings.enabled`` false nothing is scored and nobody is banned. IPs are
+    scored and banned as offenders: an IPv4 address, or the IPv6 network of
+    ``ipv6_prefix`` bits around an address. ``on_ban`` is called (in the
+    event loop) for every new ban this process hears of, whoever made it, so
+    that the server can close the offender's open sessions.
+    """
+
+    settings: DefenderSettings
+
+    def __init__(self) -> None:
+        self.on_ban: Callable[[Ban], None] = _nobody
+
+    @abc.abstractmethod
+    def banned(self, ip: str) -> bool:
+        """Whether ``ip`` is banned now; no I/O, cheap enough for every connection."""
+
+    @abc.abstractmethod
+    async def offended(self, ip: str, offence: Offence) -> Ban | None:
+        """Add ``offence``'s score to ``ip``'s; the ban if this made it reach the threshold."""
+
+    @abc.abstractmethod
+    async def ban(self, ip: str, seconds: float | None = None) -> Ban:
+        """Ban ``ip`` now, for ``seconds`` (default: its next escalated ``ban_time``)."""
+
+    @abc.abstractmethod
+    async def unban(self, ip: str) -> bool:
+        """Lift ``ip``'s ban and forget its score and escalation; whether it was banned."""
+
+    @abc.abstractmethod
+    async def bans(self) -> list[Ban]:
+        """Every ban in force."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +292,8 @@ class LimitsBackend(abc.ABC):
     leases: Leases
     #: Token buckets for transfers.
     bandwidth: Bandwidth
+    #: The brute-force defender.
+    bans: Bans
     #: Users' disk tallies.
     quotas: Quotas
 

@@ -333,20 +333,18 @@ def _epsv(s: Session, argument: str) -> Step:
 
 
 def _port(s: Session, argument: str) -> Step:
-    if s.epsv_all:
-        return _EPSV_ONLY
-    address = parse_port(argument)
-    if address is None:
-        return Reply.of(501, "syntax error in PORT arguments")
-    return _active(s, *address)
+    return _active_from(s, parse_port(argument), "PORT")
 
 
 def _eprt(s: Session, argument: str) -> Step:
+    return _active_from(s, parse_eprt(argument), "EPRT")
+
+
+def _active_from(s: Session, address: tuple[str, int] | None, verb: str) -> Step:
     if s.epsv_all:
         return _EPSV_ONLY
-    address = parse_eprt(argument)
     if address is None:
-        return Reply.of(501, "syntax error in EPRT arguments")
+        return Reply.of(501, f"syntax error in {verb} arguments")
     return _active(s, *address)
 
 
