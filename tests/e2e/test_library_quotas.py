@@ -140,6 +140,24 @@ def test_dele_rnto_rmd_appe_rest_adjust_the_tally(
     assert tally(ftp) == on_disk(tmp_path) == (36 * KiB, 3)
 
 
+def test_in_place_uploads_past_the_quota_are_cut_back(
+    run_server: ServerFactory, tmp_path: Path
+) -> None:
+    ftp = login(serve(run_server, tmp_path, quota_bytes=100 * KiB))
+    old = b"o" * (60 * KiB)
+    assert store(ftp, "f", old).startswith("226")
+    assert store(ftp, "f", b"a" * (50 * KiB), verb="APPE").startswith("552")
+    assert (tmp_path / "f").read_bytes() == old
+    assert store(ftp, "new", b"a" * (50 * KiB), verb="APPE").startswith("552")
+    assert not (tmp_path / "new").exists()
+    assert store(ftp, "f", b"r" * (60 * KiB), rest=50 * KiB).startswith("552")
+    assert (tmp_path / "f").stat().st_size == 60 * KiB
+    assert tally(ftp) == on_disk(tmp_path) == (60 * KiB, 1)
+    # Up to the edge, in place, still fits.
+    assert store(ftp, "f", b"a" * (40 * KiB), verb="APPE").startswith("226")
+    assert tally(ftp) == on_disk(tmp_path) == (100 * KiB, 1)
+
+
 def test_file_quota_refuses_a_new_file_but_not_an_overwrite(
     run_server: ServerFactory, tmp_path: Path
 ) -> None:
