@@ -32,8 +32,10 @@ from ftp_cluster.shared.limits.redis.store import RedisStore
 
 __all__ = ["RedisQuotas"]
 
-#: Bytes one reservation of a running upload asks for: a few round trips per MiB.
-_CHUNK = 512 * 1024
+#: Bytes one reservation of a running upload asks for: one round trip per 2 MiB.
+#: Each running upload may hold this much reserved and not yet written, which
+#: others of the same user cannot have meanwhile.
+_CHUNK = 2 * 1024 * 1024
 _FILES_REFUSED = -1
 _NO_TALLY = -2
 
