@@ -174,6 +174,16 @@ def test_in_place_uploads_past_the_quota_are_cut_back(
     assert tally(ftp) == on_disk(tmp_path) == (100 * KiB, 1)
 
 
+def test_deleting_a_link_frees_nothing(
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
+) -> None:
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB))
+    assert store(ftp, "f", b"x" * (10 * KiB)).startswith("226")
+    (tmp_path / "link").symlink_to(tmp_path / "f")  # made outside FTP: not counted
+    ftp.delete("link")
+    assert tally(ftp) == on_disk(tmp_path) == (10 * KiB, 1)
+
+
 def test_file_quota_refuses_a_new_file_but_not_an_overwrite(
     run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:

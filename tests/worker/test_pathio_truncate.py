@@ -1,8 +1,9 @@
-"""``AbstractPathIO.truncate`` (an in-place upload past its quota is cut back), every back end."""
+"""``AbstractPathIO.truncate`` and ``entry``, what quotas need of a path IO, every back end."""
 
 from __future__ import annotations
 
 import errno
+import stat
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,13 @@ async def test_truncate_refuses_directories_and_missing_files(tree: Tree) -> Non
     with pytest.raises(PathIOError) as error:
         await tree.io.truncate(tree / "missing", 0)
     assert error.value.errno == errno.ENOENT
+
+
+@asynctest
+async def test_entry_describes_a_link_itself(tree: Tree, tmp_path: Path) -> None:
+    await put(tree.io, tree / "f", b"0123456789")
+    assert (await tree.io.entry(tree / "f")).size == 10
+    if tree.on_disk:
+        (tmp_path / "root" / "link").symlink_to(tmp_path / "root" / "f")
+        assert stat.S_ISLNK((await tree.io.entry(tree / "link")).mode)
+        assert stat.S_ISREG((await tree.io.info(tree / "link")).mode)

@@ -118,7 +118,8 @@ class UserFileSystem:
     async def _regular(self, real: PurePosixPath) -> FileInfo | None:
         """``real``'s entry if it is a regular file (what the tally counts), else ``None``."""
         try:
-            info = await self._path_io.info(real)
+            # Not following a link: the tally never counted what links point to.
+            info = await self._path_io.entry(real)
         except OSError:
             return None
         return info if stat.S_ISREG(info.mode) else None

@@ -86,6 +86,9 @@ class _LocalPathIO(AbstractPathIO):
     async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
         await self._run(functools.partial(_set_modified, path, mtime))
 
+    async def entry(self, path: PurePosixPath) -> FileInfo:
+        return await self._run(functools.partial(_entry, path))
+
     async def truncate(self, path: PurePosixPath, size: int) -> None:
         await self._run(functools.partial(_truncate, path, size))
 
@@ -381,6 +384,10 @@ def _list(path: PurePosixPath) -> list[FileInfo]:
             infos.append(_file_info(entry.name, status))
     infos.sort(key=lambda info: info.name)
     return infos
+
+
+def _entry(path: PurePosixPath) -> FileInfo:
+    return _file_info(path.name, stat_entry(path))
 
 
 def _truncate(path: PurePosixPath, size: int) -> None:
