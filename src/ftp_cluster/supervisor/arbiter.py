@@ -503,6 +503,7 @@ class Arbiter:
             "state": "stopping" if self.stopping else "running" if self.announced else "booting",
             "uptime": round(time.time() - self.started, 3),
             "config": str(self.config.source) if self.config.source else None,
+            "root": str(self.config.server.root),  # for `quota scan` of users without base_path
             "generation": self.generation,
             "target_workers": self.target,
             "workers": [h.describe() for h in handles],
