@@ -21,16 +21,9 @@ from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected
 from ftp_cluster.worker.filesystem import UserFileSystem, failure_from
 from ftp_cluster.worker.pathio.base import Upload, UploadMode
 from ftp_cluster.worker.protocol.requests import Done, Failed, Failure, Outcome, Transfer
+from ftp_cluster.worker.stats import WorkerStats
 
-__all__ = ["Counters", "TransferJob"]
-
-
-@dataclass(slots=True)
-class Counters:
-    """Bytes moved; one instance per server, shared by its sessions."""
-
-    bytes_uploaded: int = 0
-    bytes_downloaded: int = 0
+__all__ = ["TransferJob"]
 
 
 class _Watchdog:
@@ -85,7 +78,7 @@ class TransferJob:
     fs: UserFileSystem
     announce: Callable[[str | None], None]
     open_channel: OpenChannel
-    counters: Counters
+    counters: WorkerStats  # the server's: bytes moved are counted as they move
     socket_timeout: float | None
 
     async def run(self) -> Outcome:
