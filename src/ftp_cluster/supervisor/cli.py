@@ -265,7 +265,9 @@ def _start(args: argparse.Namespace) -> int:
                 control.close()
             pid_file.release()
             return 1
-        log.info("metrics on http://%s/metrics", config.metrics.listen)
+        host, _ = config.metrics.address
+        shown = f"[{host}]" if ":" in host else host
+        log.info("metrics on http://%s:%d/metrics", shown, metrics.port)
     try:
         code = arbiter.run()
     except (ListenError, RedisMissingError) as exc:
