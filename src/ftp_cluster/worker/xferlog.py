@@ -112,6 +112,7 @@ class TransferLog:
             return
         os.close(self._fd)
         self._fd = fd
+        log.info("reopened the transfer log %s", self.path)
 
     def close(self) -> None:
         if self._fd >= 0:
