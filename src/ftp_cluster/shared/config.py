@@ -28,6 +28,7 @@ from typing import Any
 from ftp_cluster.shared.fields import Invalid, Spec, spec_of
 from ftp_cluster.shared.settings import (
     ClusterConfig,
+    DefenderSettings,
     LoggingSettings,
     MetricsSettings,
     RedisSettings,
@@ -52,6 +53,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
     "redis": RedisSettings,
     "tls": TLSSettings,
+    "defender": DefenderSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
 }
@@ -106,6 +108,10 @@ def _convert(value: object, tp: Any) -> object:
             allowed = ", ".join(repr(a) for a in args)
             raise Invalid(f"must be one of {allowed}", value)
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise Invalid("must be a list", value)
+        return tuple(_convert(v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise Invalid(f"must be a list of {len(args)} values", value)
@@ -374,6 +380,7 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
+    defender = loader.settings(DefenderSettings, "defender", loader.table(data, "defender"))
     logging_ = loader.settings(LoggingSettings, "logging", loader.table(data, "logging"))
     metrics = loader.settings(MetricsSettings, "metrics", loader.table(data, "metrics"))
     users = loader.users(data.get("users"))
@@ -388,6 +395,7 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         server=server,
         redis=redis,
         tls=tls,
+        defender=defender,
         logging=logging_,
         metrics=metrics,
         users=users,
@@ -466,6 +474,7 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         server=dataclasses.replace(config.server, **sections["server"]),
         redis=dataclasses.replace(config.redis, **sections["redis"]),
         tls=tls,
+        defender=dataclasses.replace(config.defender, **sections["defender"]),
         logging=dataclasses.replace(config.logging, **sections["logging"]),
         metrics=dataclasses.replace(config.metrics, **sections["metrics"]),
         users=users,

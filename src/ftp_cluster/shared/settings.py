@@ -28,6 +28,7 @@ from ftp_cluster.shared.fields import (
     between,
     ipv4,
     limit,
+    networks,
     port_range,
     setting,
     single_line,
@@ -37,6 +38,7 @@ from ftp_cluster.shared.users import User
 
 __all__ = [
     "ClusterConfig",
+    "DefenderSettings",
     "LoggingSettings",
     "MetricsSettings",
     "RedisSettings",
@@ -76,6 +78,8 @@ class ServerSettings(LimitSettings):
     )
     masquerade_address: str | None = setting(None, "address announced in PASV replies", check=ipv4)
     maximum_connections_per_ip: int | None = limit("sessions per client IP")
+    default_quota_bytes: int | None = limit("disk quota in bytes of users without their own")
+    default_quota_files: int | None = limit("quota of files of users without their own")
     socket_timeout: float | None = _timeout(30.0, "seconds for one socket read/write")
     path_timeout: float | None = _timeout(10.0, "seconds for one file-system operation")
     idle_timeout: float | None = _timeout(300.0, "seconds of silence between commands")
@@ -92,6 +96,12 @@ class ServerSettings(LimitSettings):
     system_type: str = setting("UNIX Type: L8", "text of the 215 SYST reply", check=single_line)
     max_line_length: int = setting(
         4096, "longest command line accepted, in bytes", check=between(64, 1 << 20)
+    )
+    proxy_protocol: bool = setting(
+        False, "connections from trusted_proxies start with a PROXY v1/v2 header"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "networks of the proxies whose PROXY headers are believed", check=networks
     )
 
     @property
@@ -177,6 +187,43 @@ class TLSSettings:
         return self.certificate is not None
 
 
+def _networks(value: tuple[str, ...]) -> None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise Invalid("must list IP addresses or networks (CIDR)", entry) from None
+
+
+@dataclass(frozen=True)
+class DefenderSettings:
+    """The brute-force defender (``[defender]``): scores failures per IP, bans at a threshold."""
+
+    enabled: bool = setting(False, "score failed logins and ban the IPs that reach the threshold")
+    threshold: int = setting(15, "score at which an IP is banned", check=at_least(1))
+    score_bad_password: int = setting(1, "score of a wrong password", check=at_least(0))
+    score_unknown_user: int = setting(2, "score of a login that does not exist", check=at_least(0))
+    score_limit_exceeded: int = setting(
+        3,
+        "score of a refusal for a connection limit (421 at connect, 530 at login)",
+        check=at_least(0),
+    )
+    observation_time: float = setting(1800.0, "seconds a score counts", check=at_least(1))
+    ban_time: float = setting(1800.0, "seconds of an IP's first ban", check=at_least(1))
+    ban_time_increment: float = setting(
+        0.5, "each further ban of an IP within a day lasts this much longer", check=at_least(0)
+    )
+    safelist: tuple[str, ...] = setting(
+        (), "IP addresses and networks that are never banned", check=_networks
+    )
+    login_delay: float = setting(
+        1.0, "seconds before a failed login is answered", check=between(0, 60)
+    )
+    ipv6_prefix: int = setting(
+        64, "IPv6 addresses are scored per network of this prefix", check=between(1, 128)
+    )
+
+
 def _log_file(value: Path) -> None:
     if not value.is_absolute():
         raise Invalid("must be an absolute path", str(value))
@@ -229,12 +276,13 @@ class MetricsSettings:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[logging]`` and
-    ``[metrics]`` tables and the users."""
+    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``,
+    ``[logging]`` and ``[metrics]`` tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    defender: DefenderSettings = field(default_factory=DefenderSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     users: tuple[User, ...] = ()

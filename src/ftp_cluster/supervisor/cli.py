@@ -1,4 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate.
+"""The ``ftp-cluster`` command: start, stop, reload, status, bans, hash-password, ...
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -43,6 +43,7 @@ from ftp_cluster.shared.settings import (
     TLSSettings,
 )
 from ftp_cluster.shared.users import Permission, User
+from ftp_cluster.supervisor import cli_bans
 from ftp_cluster.supervisor.cli_logs import add_reopen_logs, reopen_logs
 from ftp_cluster.worker.stats import FIGURES
 
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reopen_logs(commands)
     for sub in (start, stop, commands.choices["reload"], status, commands.choices["reopen-logs"]):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
+    cli_bans.add_parser(commands, default_pid_file())
     commands.add_parser("hash-password", help="print a password hash for the config file")
     certificate = commands.add_parser(
         "self-signed-certificate", help="write a certificate and key for trying FTPS"
@@ -172,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "stop": _stop,
         "reload": _reload,
         "status": _status,
+        "bans": cli_bans.run,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,
         "reopen-logs": reopen_logs,

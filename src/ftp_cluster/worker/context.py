@@ -16,6 +16,8 @@ from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.events import SessionEvents
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import TrustedProxies
+from ftp_cluster.worker.quota import QuotaScans
 from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.stats import WorkerStats
 from ftp_cluster.worker.tls import TLSContexts
@@ -35,6 +37,9 @@ class ManagedConnection(Protocol):
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close the session if it has been idle for ``timeout`` seconds."""
 
+    def close_if_banned(self) -> None:
+        """421 and close now if the session's address is banned."""
+
 
 @dataclass(slots=True, eq=False)
 class WorkerContext:
@@ -50,8 +55,10 @@ class WorkerContext:
     stats: WorkerStats = field(default_factory=WorkerStats)  # what the heartbeat reports
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)
+    quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
+    proxies: TrustedProxies | None = None  # proxy_protocol on: whose PROXY headers count
     draining: bool = False
     events: SessionEvents = field(init=False)  # lifecycle: log lines, figures, transfer log
 
