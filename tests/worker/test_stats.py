@@ -92,4 +92,4 @@ def test_text_lines_show_the_fields_as_key_value() -> None:
     finally:
         logformat.set_worker(None)
     line = out.getvalue().strip()
-    assert "[worker 1]" in line and line.endswith('quit session=9.2 user="a b"')
+    assert line.endswith('ftp_cluster.test_stats.TextFormatter: quit session=9.2 user="a b"')

@@ -12,7 +12,8 @@ line is one object::
 
 ``worker`` is the slot of the process (absent in the supervisor's lines);
 plain records have ``"event": "log"``. In text the fields follow the
-message as ``key=value``.
+message as ``key=value``; the line's start is the classic one (the pid in
+brackets tells the processes apart), which fail2ban filters match.
 
 The format is known only once the configuration is read, but reading it
 may already log (a certificate's expiry, an account given twice):
@@ -42,7 +43,8 @@ __all__ = [
 
 LogFormat = Literal["text", "json"]
 
-_TEXT = "%(asctime)s %(levelname)s [%(process)d]%(worker_tag)s %(name)s: %(message)s"
+# Unchanged from the first releases: fail2ban filters (contrib/fail2ban) match it.
+_TEXT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 _BUFFERED = 10_000
 #: The slot of this process once it is a worker (see :func:`set_worker`).
 _worker: int | None = None
@@ -87,13 +89,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The classic line, with ``[worker N]`` and the event's fields as ``key=value``."""
+    """The classic line, then the event's fields as ``key=value``."""
 
     def __init__(self) -> None:
         super().__init__(_TEXT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.worker_tag = f" [worker {_worker}]" if _worker is not None else ""
         text = super().formatMessage(record)
         fields = _fields(record)
         if fields:
