@@ -444,6 +444,15 @@ class Arbiter:
             log.warning("reload: [tls] implicit_port cannot change without a restart; keeping it")
             tls = dataclasses.replace(config.tls, implicit_port=self.config.tls.implicit_port)
             config = dataclasses.replace(config, tls=tls)
+        if (config.metrics, config.logging.format) != (
+            self.config.metrics,
+            self.config.logging.format,
+        ):
+            log.warning(
+                "reload: [metrics] and [logging] format take effect at restart; keeping them"
+            )
+            logging_ = dataclasses.replace(config.logging, format=self.config.logging.format)
+            config = dataclasses.replace(config, metrics=self.config.metrics, logging=logging_)
         self.config = config
         self.resize(config.server.workers, roll=False)
         self.generation += 1
