@@ -79,6 +79,7 @@ class ControlConnection(asyncio.Protocol):
         "_passive_tls",
         "_peer_certificate",
         "_pumping",
+        "_quit",
         "_reading_paused",
         "_runner",
         "_tls",
@@ -104,6 +105,7 @@ class ControlConnection(asyncio.Protocol):
         self.closing = False
         self._transport: asyncio.Transport | None = None
         self._pumping = False
+        self._quit = False  # logged its QUIT: no "disconnect" event after it
         self._reading_paused = False
         self._writes_paused = False
         self._runner: asyncio.Task[None] | None = None
@@ -155,7 +157,7 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        if self in self.ctx.connections and self.session is not None:
+        if self in self.ctx.connections and self.session is not None and not self._quit:
             self.ctx.events.disconnected(self.session_id, self.session.peer, self._login())
         if self._header is not None:
             self._header.cancel()
@@ -429,6 +431,7 @@ class ControlConnection(asyncio.Protocol):
             case Close():
                 assert self.session is not None
                 self.ctx.events.quit(self.session_id, self.session.peer, self._login())
+                self._quit = True
                 await self._release()
                 return Done()
         raise TypeError(f"unknown request {request!r}")
