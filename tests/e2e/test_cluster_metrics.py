@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.cluster import config_toml, quit_all
 from tests.supervisor.conftest import StartCluster
-from tests.supervisor.harness import Cluster, wait_for
+from tests.supervisor.harness import Cluster, cli, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_orphans")]
 
@@ -175,6 +175,17 @@ def test_counters_match_the_transfers_and_survive_a_killed_worker(
             assert later.get((name, labels), 0) >= value, (name, dict(labels))
     assert grew(before, later) == expected
     quit_all(held)
+
+    # A reload replaces both workers; their last heartbeat carries their final
+    # totals, so the counters stay exact, and a reload is no restart.
+    old = cluster.worker_pids()
+    done = cli("reload", "--pid-file", str(cluster.pid_file))
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: not cluster.worker_pids() & old, timeout=20, interval=0.3)
+    wait_for(lambda: total(scrape(port), "ftp_cluster_workers") == 2, timeout=15, interval=0.3)
+    reloaded = scrape(port)
+    assert grew(before, reloaded) == expected
+    assert total(reloaded, "ftp_cluster_worker_restarts_total") == 1
 
 
 def test_only_get_metrics_is_served(start_cluster: StartCluster) -> None:
