@@ -97,6 +97,38 @@ def session(cluster: Cluster) -> ftplib.FTP:
     return ftp
 
 
+def run_clients(cluster: Cluster) -> dict[str, int]:
+    """Uploads, downloads and a failed login of known sizes; how each figure must grow."""
+    sizes = [1, 1000, 65536, 300_000, 1 << 20, 7]
+    for index, size in enumerate(sizes):  # one session each: both workers get some
+        ftp = session(cluster)
+        ftp.storbinary(f"STOR f{index}", io.BytesIO(os.urandom(size)))
+        ftp.quit()
+    downloads = [0, 2, 4]
+    for index in downloads:
+        ftp = session(cluster)
+        out = io.BytesIO()
+        ftp.retrbinary(f"RETR f{index}", out.write)
+        assert len(out.getvalue()) == sizes[index]
+        ftp.quit()
+    bad = ftplib.FTP(timeout=10)
+    bad.connect(cluster.host, cluster.port)
+    with pytest.raises(ftplib.error_perm):
+        bad.login("alice", "not-the-password")
+    bad.close()
+    return {
+        "uploads": len(sizes),
+        "downloads": len(downloads),
+        "up_bytes": sum(sizes),
+        "down_bytes": sum(sizes[i] for i in downloads),
+        "up_seconds": len(sizes),
+        "down_seconds": len(downloads),
+        "logins": len(sizes) + len(downloads),
+        "bad_password": 1,
+        "accepted": len(sizes) + len(downloads) + 1,
+    }
+
+
 def test_counters_match_the_transfers_and_survive_a_killed_worker(
     start_cluster: StartCluster,
 ) -> None:
@@ -119,34 +151,7 @@ def test_counters_match_the_transfers_and_survive_a_killed_worker(
         assert any(found == name for found, _ in before), name
     results = {dict(labels).get("result") for found, labels in before if "logins" in found}
     assert {"ok", "bad_password", "unknown_user", "limit", "banned", "tls_required"} <= results
-    sizes = [1, 1000, 65536, 300_000, 1 << 20, 7]
-    for index, size in enumerate(sizes):  # one session each: both workers get some
-        ftp = session(cluster)
-        ftp.storbinary(f"STOR f{index}", io.BytesIO(os.urandom(size)))
-        ftp.quit()
-    downloads = [0, 2, 4]
-    for index in downloads:
-        ftp = session(cluster)
-        out = io.BytesIO()
-        ftp.retrbinary(f"RETR f{index}", out.write)
-        assert len(out.getvalue()) == sizes[index]
-        ftp.quit()
-    bad = ftplib.FTP(timeout=10)
-    bad.connect(cluster.host, cluster.port)
-    with pytest.raises(ftplib.error_perm):
-        bad.login("alice", "not-the-password")
-    bad.close()
-    expected = {
-        "uploads": len(sizes),
-        "downloads": len(downloads),
-        "up_bytes": sum(sizes),
-        "down_bytes": sum(sizes[i] for i in downloads),
-        "up_seconds": len(sizes),
-        "down_seconds": len(downloads),
-        "logins": len(sizes) + len(downloads),
-        "bad_password": 1,
-        "accepted": len(sizes) + len(downloads) + 1,
-    }
+    expected = run_clients(cluster)
     wait_for(lambda: grew(before, scrape(port)) == expected, timeout=10, interval=0.3)
     held = [session(cluster), session(cluster)]
     wait_for(lambda: total(scrape(port), "ftp_cluster_sessions") == 2, timeout=10, interval=0.3)
