@@ -135,8 +135,10 @@ class Server:
         self.users = UserTable(users if users is not None else (User(),))
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
+        stats = WorkerStats()
         self._ctx = WorkerContext(
             settings=self.settings,
+            stats=stats,
             options=SessionOptions(
                 users=self.users,
                 welcome_message=self.settings.welcome_message,
@@ -147,6 +149,7 @@ class Server:
                 tls_required=self.tls.required,
                 default_quota_bytes=self.settings.default_quota_bytes,
                 default_quota_files=self.settings.default_quota_files,
+                on_login_refused=stats.login,
             ),
             path_io=self.path_io,
             limits=self.limits,
