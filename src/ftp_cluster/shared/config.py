@@ -30,6 +30,8 @@ from ftp_cluster.shared.settings import (
     AccountsSettings,
     ClusterConfig,
     DefenderSettings,
+    LoggingSettings,
+    MetricsSettings,
     RedisSettings,
     ServerSettings,
     TLSSettings,
@@ -54,6 +56,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "tls": TLSSettings,
     "accounts": AccountsSettings,
     "defender": DefenderSettings,
+    "logging": LoggingSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -372,16 +376,16 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     loader = _Loader(file, text)
     for name in data:
         if name not in (*_SECTIONS, "users"):
-            message = (
-                "unknown table or key (known: [server], [redis], [tls], [defender], [accounts], "
-                "[[users]])"
-            )
+            known = ", ".join(f"[{section}]" for section in _SECTIONS)
+            message = f"unknown table or key (known: {known}, [[users]])"
             raise loader.error(message, name, name)
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
     accounts = loader.settings(AccountsSettings, "accounts", loader.table(data, "accounts"))
     defender = loader.settings(DefenderSettings, "defender", loader.table(data, "defender"))
+    logging_ = loader.settings(LoggingSettings, "logging", loader.table(data, "logging"))
+    metrics = loader.settings(MetricsSettings, "metrics", loader.table(data, "metrics"))
     users = loader.users(data.get("users"))
     if "root" not in loader.table(data, "server"):
         server = dataclasses.replace(server, root=Path.cwd())
@@ -396,6 +400,8 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         tls=tls,
         defender=defender,
         accounts=accounts,
+        logging=logging_,
+        metrics=metrics,
         users=users,
         source=file,
     )
@@ -474,6 +480,8 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         tls=tls,
         accounts=dataclasses.replace(config.accounts, **sections["accounts"]),
         defender=dataclasses.replace(config.defender, **sections["defender"]),
+        logging=dataclasses.replace(config.logging, **sections["logging"]),
+        metrics=dataclasses.replace(config.metrics, **sections["metrics"]),
         users=users,
     )
 
