@@ -144,6 +144,36 @@ def _rows(options: dict[str, Any]) -> list[_Row]:
         _Row("throttle", "pct_of_limit", "8 throttle, % of limit", "{:.1f}%".format),
         _Row("throttle", "steady_pct_of_limit", "8 throttle, steady % of limit", "{:.1f}%".format),
         _Row("throttle", "redis_commands_per_mib", "8 Redis commands/MiB", "{:.1f}".format),
+        *_ftps_rows(single, clients, idle),
+    ]
+
+
+def _ftps_rows(single: str, clients: int, idle: int) -> list[_Row]:
+    """Scenarios 10-14 (FTPS), in the same units as their plain twins."""
+    whole, seconds, kib = "{:.0f}".format, "{:.3f}".format, "{:.1f}".format
+    return [
+        _Row("ftps_retr_single", "mb_s_best", f"10 FTPS RETR {single}, MB/s best", whole),
+        _Row("ftps_retr_single", "mb_s_median", "10 FTPS RETR, MB/s median", whole),
+        _Row("ftps_stor_single", "mb_s_median", f"11 FTPS STOR {single}, MB/s median", whole),
+        _Row("ftps_stor_single", "mb_s_best", "11 FTPS STOR, MB/s best", whole),
+        _Row(
+            "ftps_login",
+            "concurrent_s",
+            f"12 {clients} TLS logins at once, s",
+            seconds,
+            "concurrent_failures",
+        ),
+        _Row(
+            "ftps_login",
+            "sequential_s",
+            f"12 {clients} TLS logins in a row, s",
+            seconds,
+            "sequential_failures",
+        ),
+        _Row("ftps_idle_memory", "rss_per_session_kib", f"13 {idle} idle TLS, KiB RSS", kib),
+        _Row("ftps_idle_memory", "uss_per_session_kib", "13 idle TLS, KiB private", kib),
+        _Row("ftps_idle_memory", "pss_per_session_kib", "13 idle TLS, KiB PSS", kib),
+        _Row("ftps_churn", "sessions_per_s", "14 TLS churn, sessions/s", whole),
     ]
 
 
@@ -233,7 +263,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         *(f"- {note}" for note in dict.fromkeys(notes)),
         *(f"- warning: {warning}" for warning in results.get("warnings", [])),
         "",
-        "Targets (issue 4):",
+        "Targets (issues 4 and 14):",
         "",
     ]
     for check in results.get("targets", []):

@@ -28,12 +28,14 @@ from bench.proctree import LoadWatch
 from bench.rawlimit import measure_once, start_sender
 from bench.report import Progress
 from bench.scenarios import (
+    FTPS_KEYS,
     Context,
     Merger,
     RunPlan,
     Scenario,
     Settings,
     failed_sessions,
+    make_certificate,
     raw_limit,
 )
 from bench.targets import evaluate
@@ -58,7 +60,7 @@ def _sizes(options: Options) -> dict[str, int]:
     keys = {s.key for s in options.scenarios}
     settings = options.settings
     sizes = {}
-    if keys & {"retr_single", "stor_single"}:
+    if keys & {"retr_single", "stor_single", "ftps_retr_single", "ftps_stor_single"}:
         sizes["single"] = settings.single_size
     if keys & {"retr_many", "stor_many"}:
         sizes["many"] = settings.many_size
@@ -231,6 +233,8 @@ class _Run:
             server = await plan.peer.start(plan.spec, ctx.dataset.work)
         except PeerUnavailable as exc:
             return {"skipped": str(exc)}
+        if plan.spec.tls is not None:  # the client speaks FTPS to this run
+            server.tls_ca = plan.spec.tls.certificate
         if "password_hash" in server.extra:
             self.results["peers"][plan.peer.name]["password_hash"] = server.extra["password_hash"]
         watch = LoadWatch(server_pid=server.pid)
@@ -357,6 +361,8 @@ async def run(options: Options, progress_stream: Any = None) -> dict[str, Any]:
     try:
         state.setup_peers(dataset, user, password)
         ctx = Context(settings, dataset, user, password)
+        if any(s.key in FTPS_KEYS for s in options.scenarios):
+            ctx.tls = make_certificate(dataset.work)  # removed with the test files
         await _start_redis(state, ctx, redis)
         await _scenarios(state, ctx, progress_stream)
     finally:

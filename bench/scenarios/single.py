@@ -16,6 +16,7 @@ from bench.scenarios.base import (
     SINGLE,
     Context,
     Figures,
+    TLSTally,
     bounded,
     counts,
     one_session,
@@ -46,9 +47,10 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     rates: list[float] = []
     adjacent: list[float] = []
     failures: Counter[str] = Counter()
+    tls = TLSTally()
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
-        if ctx.raw_sender is not None:
+        if ctx.raw_sender is not None and spec.tls is None:  # the limit is plain sendfile
             # Loopback speed drifts with the machine's load: a raw measurement
             # right next to each FTP run keeps the limit honest.
             rate = await measure_once(ctx.raw_sender, size, ctx.settings.timeout)
@@ -68,10 +70,12 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
         except Exception as exc:  # counted, and the next run goes on
             failures[failure_kind(exc)] += 1
         finally:
+            tls.add(session)
             await session.quit()
     figures = spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
-    figures["raw_adjacent_mb_s"] = [round(rate / MB, 1) for rate in adjacent]
-    return figures
+    if spec.tls is None:
+        figures["raw_adjacent_mb_s"] = [round(rate / MB, 1) for rate in adjacent]
+    return figures | tls.figures()
 
 
 def raw_limit(rates: list[float], size: int) -> Figures:
@@ -107,6 +111,7 @@ async def stor_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     source = str(ctx.dataset.real(SINGLE))
     rates: list[float] = []
     failures: Counter[str] = Counter()
+    tls = TLSTally()
     ctx.dataset.warm(size)  # each later run reuses the pages the one before freed
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
@@ -127,9 +132,11 @@ async def stor_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
             failures[failure_kind(exc)] += 1
         finally:
             _close(fd)
+            tls.add(session)
             await session.quit()
             ctx.dataset.clear_uploads()
-    return spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
+    figures = spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
+    return figures | tls.figures()
 
 
 def _close(fd: int) -> None:

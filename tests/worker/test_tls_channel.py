@@ -209,3 +209,23 @@ def test_a_stalled_handshake_times_out(contexts: TLSContexts, stalled: socket.so
             )
 
     run(main)
+
+
+def test_sessions_lend_the_certificate_the_worker_read_once(
+    ca: trustme.CA, contexts: TLSContexts, tmp_path: Path
+) -> None:
+    """A session's context holds no certificate: it lends the one read at start-up.
+
+    So a renewal half written on disk meanwhile reaches no running worker,
+    and each session's context costs no key loading (bench scenario 14).
+    """
+    (tmp_path / "chain.pem").write_text("a renewal, half written")
+    (tmp_path / "key.pem").unlink()
+    client = client_context(ca, ssl.TLSVersion.TLSv1_3)
+
+    async def main() -> None:
+        context, session = await control_session(contexts, client)
+        assert (await data_connection(context, client, session))[1]
+        assert not (await data_connection(context, client, None))[1]
+
+    run(main)

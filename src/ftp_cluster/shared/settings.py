@@ -16,6 +16,7 @@ writes (downloads), as in aioftp.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from ftp_cluster.shared.fields import (
 )
 from ftp_cluster.shared.users import User
 
-__all__ = ["ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
+__all__ = ["ClusterConfig", "DefenderSettings", "RedisSettings", "ServerSettings", "TLSSettings"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
 
@@ -69,6 +70,8 @@ class ServerSettings(LimitSettings):
     )
     masquerade_address: str | None = setting(None, "address announced in PASV replies", check=ipv4)
     maximum_connections_per_ip: int | None = limit("sessions per client IP")
+    default_quota_bytes: int | None = limit("disk quota in bytes of users without their own")
+    default_quota_files: int | None = limit("quota of files of users without their own")
     socket_timeout: float | None = _timeout(30.0, "seconds for one socket read/write")
     path_timeout: float | None = _timeout(10.0, "seconds for one file-system operation")
     idle_timeout: float | None = _timeout(300.0, "seconds of silence between commands")
@@ -176,12 +179,50 @@ class TLSSettings:
         return self.certificate is not None
 
 
+def _networks(value: tuple[str, ...]) -> None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise Invalid("must list IP addresses or networks (CIDR)", entry) from None
+
+
+@dataclass(frozen=True)
+class DefenderSettings:
+    """The brute-force defender (``[defender]``): scores failures per IP, bans at a threshold."""
+
+    enabled: bool = setting(False, "score failed logins and ban the IPs that reach the threshold")
+    threshold: int = setting(15, "score at which an IP is banned", check=at_least(1))
+    score_bad_password: int = setting(1, "score of a wrong password", check=at_least(0))
+    score_unknown_user: int = setting(2, "score of a login that does not exist", check=at_least(0))
+    score_limit_exceeded: int = setting(
+        3,
+        "score of a refusal for a connection limit (421 at connect, 530 at login)",
+        check=at_least(0),
+    )
+    observation_time: float = setting(1800.0, "seconds a score counts", check=at_least(1))
+    ban_time: float = setting(1800.0, "seconds of an IP's first ban", check=at_least(1))
+    ban_time_increment: float = setting(
+        0.5, "each further ban of an IP within a day lasts this much longer", check=at_least(0)
+    )
+    safelist: tuple[str, ...] = setting(
+        (), "IP addresses and networks that are never banned", check=_networks
+    )
+    login_delay: float = setting(
+        1.0, "seconds before a failed login is answered", check=between(0, 60)
+    )
+    ipv6_prefix: int = setting(
+        64, "IPv6 addresses are scored per network of this prefix", check=between(1, 128)
+    )
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]``, ``[redis]`` and ``[tls]`` tables and the users."""
+    """A whole configuration: ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``, the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    defender: DefenderSettings = field(default_factory=DefenderSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

@@ -107,7 +107,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
     if redis.url is None:
         from ftp_cluster.shared.limits.local import LocalLimits  # noqa: PLC0415
 
-        return LocalLimits()
+        return LocalLimits(defender=spec.config.defender)
     from ftp_cluster.shared.limits.redis import RedisLimits  # noqa: PLC0415
 
     return RedisLimits(
@@ -118,6 +118,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
         on_failure=redis.on_failure,
         lease_ttl=redis.lease_ttl,
         spare_slots=redis.spare_slots,
+        defender=spec.config.defender,
     )
 
 

@@ -21,6 +21,7 @@ import time
 from typing import cast
 
 from ftp_cluster.shared.limits.base import Refusal
+from ftp_cluster.worker import defence
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
@@ -40,6 +41,7 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Outcome,
+    QuotaQuery,
     Request,
     Signal,
     StartTLS,
@@ -47,6 +49,7 @@ from ftp_cluster.worker.protocol.requests import (
 )
 from ftp_cluster.worker.protocol.session import Session
 from ftp_cluster.worker.proxied import HeaderWait, client_host, header_timeout
+from ftp_cluster.worker.quota import UserQuota, quota_status
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
 from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
@@ -263,6 +266,11 @@ class ControlConnection(asyncio.Protocol):
 
     async def _admit(self, peer: str) -> None:
         ctx = self.ctx
+        if ctx.limits.bans.banned(peer):
+            # Before any other work; a refusal for a ban scores nothing.
+            ctx.refused += 1
+            self._refuse_banned()
+            return
         if self._implicit_tls and not await self._start_tls():
             # Plaintext on the implicit port, a stall or a reset: nothing to say.
             self._hang_up()
@@ -276,9 +284,28 @@ class ControlConnection(asyncio.Protocol):
         if refusal is not None:
             ctx.refused += 1
             self.session.refused(refusal)
+            if refusal is Refusal.IP_FULL or refusal is Refusal.SERVER_FULL:
+                ctx.start(defence.refused_for_limit(ctx.limits.bans, peer))
         else:
             self.session.admitted()
         self._pump()
+
+    def _refuse_banned(self) -> None:
+        if self.session is None or self._transport is None:
+            return
+        if self._implicit_tls and self._tls is None:
+            self._hang_up()  # no TLS yet: a plaintext 421 would be noise to the client
+            return
+        self.session.refused(Refusal.BANNED)
+        self._pump()
+        if self._tls is not None and self._transport is not None:
+            self._transport.abort()  # a TLS close would wait for the peer's close_notify
+
+    def close_if_banned(self) -> None:
+        """421 and close now if this session's address was just banned."""
+        session = self.session
+        if session is not None and not self.closing and self.ctx.limits.bans.banned(session.peer):
+            self._refuse_banned()
 
     def _hang_up(self) -> None:
         if not self.closing and self._transport is not None:
@@ -386,6 +413,8 @@ class ControlConnection(asyncio.Protocol):
                 return Failed(Failure.IO_ERROR)
             case Transfer():
                 return await self._run_transfer(request)
+            case QuotaQuery():
+                return Done(await quota_status(self._filesystem().quota))
             case Abort():
                 self._close_passive()
                 return Done()
@@ -395,6 +424,15 @@ class ControlConnection(asyncio.Protocol):
         raise TypeError(f"unknown request {request!r}")
 
     async def _authenticate(self, request: Authenticate) -> Outcome:
+        outcome = await self._check_login(request)
+        if type(outcome) is Failed and outcome.reason in defence.OFFENCES:
+            assert self.session is not None
+            await defence.login_failed(
+                self.ctx.limits.bans, self.session.peer, request.login, outcome.reason
+            )
+        return outcome
+
+    async def _check_login(self, request: Authenticate) -> Outcome:
         ctx = self.ctx
         user = ctx.options.users.find(request.login)
         if user is None:
@@ -413,7 +451,17 @@ class ControlConnection(asyncio.Protocol):
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:
             return Failed(Failure.USER_LIMIT)
-        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user))
+        quota = UserQuota.of(
+            user,
+            quotas=ctx.limits.quotas,
+            settings=ctx.settings,
+            scans=ctx.quota_scans,
+            path_io=ctx.path_io,
+            root=ctx.root_for(user),
+        )
+        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user), quota)
+        if quota is not None:
+            await quota.logged_in()
         return Done(user)
 
     def _filesystem(self) -> UserFileSystem:

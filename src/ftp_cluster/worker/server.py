@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ftp_cluster.shared.host_limits import listen_backlog
-from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import User, UserTable
@@ -159,6 +159,8 @@ class Server:
                 masquerade_address=self.settings.masquerade_address,
                 tls=self.tls.enabled,
                 tls_required=self.tls.required,
+                default_quota_bytes=self.settings.default_quota_bytes,
+                default_quota_files=self.settings.default_quota_files,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -171,6 +173,7 @@ class Server:
             tls=_contexts(self.tls),
             proxies=trusted_proxies(self.settings),
         )
+        self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
         self._idle: IdleSweeper | None = None
@@ -196,6 +199,11 @@ class Server:
         return {
             user.key: self.path_io.real_root(user.base_path or default) for user in self.users.users
         }
+
+    def _close_banned(self, ban: Ban) -> None:
+        # Any worker's ban, heard of here: its offender's sessions end now.
+        for connection in list(self._ctx.connections):
+            connection.close_if_banned()
 
     # -- running ------------------------------------------------------------
 
@@ -284,6 +292,7 @@ class Server:
                 await asyncio.wait(list(self._ctx.background), timeout=1.0)
             else:
                 await asyncio.sleep(0.01)
+        await self._ctx.quota_scans.close()
         await self.limits.close()
         self._ctx.pipe.close()
 
