@@ -41,8 +41,10 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ftp_cluster.shared.settings import DefenderSettings
+if TYPE_CHECKING:  # settings imports users, which imports QuotaLimits from here
+    from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [
     "BackendStats",
