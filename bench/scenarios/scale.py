@@ -28,9 +28,9 @@ from bench.peers.ftp_cluster import FtpClusterPeer
 from bench.proctree import TreeMemory, tree_memory
 from bench.scenarios.base import KIB, MANY, MIB, Context, Figures, RunPlan, counts
 
-__all__ = ["CrowdJob", "crowd10k", "plan_crowd10k", "summarize_crowd10k"]
+__all__ = ["SESSIONS_PER_IDLE", "CrowdJob", "crowd10k", "plan_crowd10k", "summarize_crowd10k"]
 
-_SESSIONS_PER_IDLE = 10  # sessions held = 10 x --idle-sessions (10,000 in a full run)
+SESSIONS_PER_IDLE = 10  # sessions held = 10 x --idle-sessions (10,000 in a full run)
 _MIN_CLIENT_PROCS = 4  # one client process cannot hold 10,000 sessions quickly
 _LOGIN_CONCURRENCY = 64  # per client process: a steady fill, far under the backlog
 _SETTLE = 1.0  # seconds for the server to settle before its memory is read
@@ -97,7 +97,7 @@ def plan_crowd10k(ctx: Context, peers: list[Peer]) -> list[RunPlan]:
 
 async def crowd10k(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
     settings = ctx.settings
-    sessions = _SESSIONS_PER_IDLE * settings.idle_sessions
+    sessions = SESSIONS_PER_IDLE * settings.idle_sessions
     downloaders = settings.idle_sessions
     procs = max(settings.client_procs, _MIN_CLIENT_PROCS)
     target = ctx.target(server)
