@@ -133,6 +133,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         crowd10k,
         plan_crowd10k,
         summarize_crowd10k,
+        merge=merge_transfer_rounds,
     ),
 )
 

@@ -6,8 +6,9 @@ limit) each hold ``10 x --idle-sessions`` logged-in sessions (10,000 in a
 full run), opened by at least four client processes; with every session held,
 the server's process tree is measured (RSS and PSS per session, as in
 scenario 6), then ``--idle-sessions`` of them (1,000) RETR ``many.bin`` at
-once while the others stay idle. Headline: seconds until the last 226; also
-every failure by kind and whether every byte arrived.
+once while the others stay idle. Headline: seconds until the last 226, the
+median of ``--repeat-many`` rounds (as scenario 4); also every failure by
+kind and whether every byte arrived.
 
 vsftpd is skipped: a process (two with its privilege separation) per session
 means 10,000 sessions would need 10,000-20,000 processes; what that costs is
