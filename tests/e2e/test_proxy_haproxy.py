@@ -22,7 +22,8 @@ from tests.e2e.conftest import RunningServer, ServerFactory
 from tests.e2e.haproxy import PROXY_HOST, PROXY_SOURCE, HAProxy, free_port_range, running_haproxy
 
 PASSWORD = "Pw-haproxied-7310"
-USER = User("dave", PASSWORD, permissions=(Permission("/", readable=True, writable=True),))
+LOGIN = "dave"
+USER = User(LOGIN, PASSWORD, permissions=(Permission("/", readable=True, writable=True),))
 CLIENT, OTHER_CLIENT = "127.0.0.6", "127.0.0.7"
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -57,7 +58,7 @@ def test_ftplib_through_haproxy(proxied: tuple[RunningServer, HAProxy], version:
     port = proxy.v1_port if version == "v1" else proxy.v2_port
     ftp = client(port)
     try:
-        ftp.login(USER.login, PASSWORD)
+        ftp.login(LOGIN, PASSWORD)
         ftp.storbinary("STOR f", io.BytesIO(PAYLOAD))
         out = io.BytesIO()
         ftp.retrbinary("RETR f", out.write)
@@ -81,7 +82,7 @@ def test_per_ip_limit_counts_the_clients_behind_haproxy(
             held.append(client(proxy.v2_port))  # a third from 127.0.0.6
         other = client(proxy.v1_port, OTHER_CLIENT)
         held.append(other)
-        other.login(USER.login, PASSWORD)
+        other.login(LOGIN, PASSWORD)
     finally:
         for ftp in held:
             ftp.close()
@@ -93,7 +94,7 @@ def test_curl_upload_and_download_through_haproxy(
     _, proxy = proxied
     source = tmp_path / "up.bin"
     source.write_bytes(PAYLOAD)
-    url = f"ftp://{USER.login}:{PASSWORD}@{PROXY_HOST}:{proxy.v2_port}/c.bin"
+    url = f"ftp://{LOGIN}:{PASSWORD}@{PROXY_HOST}:{proxy.v2_port}/c.bin"
     common = ["curl", "-sS", "--fail", "--max-time", "30", "--interface", CLIENT]
     subprocess.run([*common, "-T", str(source), url], check=True, timeout=40)
     back = tmp_path / "down.bin"

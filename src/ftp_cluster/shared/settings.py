@@ -70,6 +70,8 @@ class ServerSettings(LimitSettings):
     )
     masquerade_address: str | None = setting(None, "address announced in PASV replies", check=ipv4)
     maximum_connections_per_ip: int | None = limit("sessions per client IP")
+    default_quota_bytes: int | None = limit("disk quota in bytes of users without their own")
+    default_quota_files: int | None = limit("quota of files of users without their own")
     socket_timeout: float | None = _timeout(30.0, "seconds for one socket read/write")
     path_timeout: float | None = _timeout(10.0, "seconds for one file-system operation")
     idle_timeout: float | None = _timeout(300.0, "seconds of silence between commands")

@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ftp_cluster.shared.fields import Invalid, LimitSettings, absolute_path, setting, word
+from ftp_cluster.shared.fields import (
+    Invalid,
+    LimitSettings,
+    absolute_path,
+    at_least,
+    setting,
+    word,
+)
+from ftp_cluster.shared.limits.base import QuotaLimits
 from ftp_cluster.shared.passwords import as_bytes, is_valid_hash, verify_password
 
 __all__ = ["NO_ACCESS", "Permission", "User", "UserTable"]
@@ -66,8 +74,10 @@ class User(LimitSettings):
     server, ``[server] root`` for a cluster). The limits
     (``maximum_connections`` and the four speed limits) are those of
     :class:`~ftp_cluster.shared.fields.LimitSettings`, counting this user's
-    sessions. Every field made by ``setting`` is a key of ``[[users]]``.
-    The password and its hash are left out of ``repr`` (and so of ``str``).
+    sessions; ``quota_bytes`` and ``quota_files`` are the disk quota of what
+    lies under ``base_path`` (see :meth:`quota_limits`). Every field made by
+    ``setting`` is a key of ``[[users]]``. The password and its hash are left
+    out of ``repr`` (and so of ``str``).
     """
 
     login: str | None = setting(
@@ -97,6 +107,16 @@ class User(LimitSettings):
         "list of { path, readable, writable }; the longest matching path prefix decides; "
         "no match: no access",
     )
+    quota_bytes: int | None = setting(
+        None,
+        "disk quota in bytes, cluster-wide; 0: unlimited; absent: [server] default_quota_bytes",
+        check=at_least(0),
+    )
+    quota_files: int | None = setting(
+        None,
+        "quota of regular files; 0: unlimited; absent: [server] default_quota_files",
+        check=at_least(0),
+    )
     _ordered: tuple[Permission, ...] = field(default=(), repr=False, compare=False)
 
     def __init__(
@@ -113,6 +133,8 @@ class User(LimitSettings):
         write_speed_limit: int | None = None,
         read_speed_limit_per_connection: int | None = None,
         write_speed_limit_per_connection: int | None = None,
+        quota_bytes: int | None = None,
+        quota_files: int | None = None,
     ) -> None:
         # The keywords are aioftp's API, hence spelled out; each one sets the
         # field of its name, as is or normalised below (tests pin the match).
@@ -137,6 +159,12 @@ class User(LimitSettings):
     def key(self) -> str:
         """Stable name for per-user limits; every anonymous login shares one."""
         return self.login if self.login is not None else "<anonymous>"
+
+    def quota_limits(self, default_bytes: int | None, default_files: int | None) -> QuotaLimits:
+        """This user's disk quota: its own where given (0: unlimited), else the defaults."""
+        quota_bytes = default_bytes if self.quota_bytes is None else self.quota_bytes or None
+        quota_files = default_files if self.quota_files is None else self.quota_files or None
+        return QuotaLimits(quota_bytes, quota_files)
 
     def permission_for(self, path: PurePosixPath) -> Permission:
         """The most specific permission covering ``path``, or no access at all."""

@@ -1,4 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate.
+"""The ``ftp-cluster`` command: start, stop, reload, status, bans, hash-password, ...
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -35,6 +35,7 @@ from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import Permission, User
+from ftp_cluster.supervisor import cli_bans
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     for sub in (start, stop, commands.choices["reload"], status):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
+    cli_bans.add_parser(commands, default_pid_file())
     commands.add_parser("hash-password", help="print a password hash for the config file")
     certificate = commands.add_parser(
         "self-signed-certificate", help="write a certificate and key for trying FTPS"
@@ -159,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "stop": _stop,
         "reload": _reload,
         "status": _status,
+        "bans": cli_bans.run,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,
     }

@@ -41,6 +41,7 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Outcome,
+    QuotaQuery,
     Request,
     Signal,
     StartTLS,
@@ -48,6 +49,7 @@ from ftp_cluster.worker.protocol.requests import (
 )
 from ftp_cluster.worker.protocol.session import Session
 from ftp_cluster.worker.proxied import HeaderWait, client_host, header_timeout
+from ftp_cluster.worker.quota import UserQuota, quota_status
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
 from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
@@ -411,6 +413,8 @@ class ControlConnection(asyncio.Protocol):
                 return Failed(Failure.IO_ERROR)
             case Transfer():
                 return await self._run_transfer(request)
+            case QuotaQuery():
+                return Done(await quota_status(self._filesystem().quota))
             case Abort():
                 self._close_passive()
                 return Done()
@@ -447,7 +451,17 @@ class ControlConnection(asyncio.Protocol):
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:
             return Failed(Failure.USER_LIMIT)
-        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user))
+        quota = UserQuota.of(
+            user,
+            quotas=ctx.limits.quotas,
+            settings=ctx.settings,
+            scans=ctx.quota_scans,
+            path_io=ctx.path_io,
+            root=ctx.root_for(user),
+        )
+        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user), quota)
+        if quota is not None:
+            await quota.logged_in()
         return Done(user)
 
     def _filesystem(self) -> UserFileSystem:

@@ -16,6 +16,7 @@ from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.proxied import TrustedProxies
+from ftp_cluster.worker.quota import QuotaScans
 from ftp_cluster.worker.sockio import Pipe
 from ftp_cluster.worker.tls import TLSContexts
 from ftp_cluster.worker.transfer import Counters
@@ -53,6 +54,7 @@ class WorkerContext:
     counters: Counters = field(default_factory=Counters)
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)
+    quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
     proxies: TrustedProxies | None = None  # proxy_protocol on: whose PROXY headers count

@@ -24,7 +24,7 @@ from ftp_cluster.worker.protocol.requests import Failure
 
 __all__ = ["OFFENCES", "log_ban", "login_failed", "refused_for_limit"]
 
-log = logging.getLogger("ftp_cluster.defender")
+log = logging.getLogger("ftp_cluster.worker")
 
 #: The failed logins that score, and as what.
 OFFENCES = {

@@ -159,6 +159,8 @@ class Server:
                 masquerade_address=self.settings.masquerade_address,
                 tls=self.tls.enabled,
                 tls_required=self.tls.required,
+                default_quota_bytes=self.settings.default_quota_bytes,
+                default_quota_files=self.settings.default_quota_files,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -290,6 +292,7 @@ class Server:
                 await asyncio.wait(list(self._ctx.background), timeout=1.0)
             else:
                 await asyncio.sleep(0.01)
+        await self._ctx.quota_scans.close()
         await self.limits.close()
         self._ctx.pipe.close()
 

@@ -18,8 +18,13 @@ and :meth:`~LimitsBackend.stats`. The parts today:
 * :class:`Bans` (``backend.bans``): the brute-force defender. Failures
   (:class:`Offence`) add to an IP's score; at the threshold the IP is banned
   for a while, and :meth:`Bans.banned` (no I/O) refuses it at connect.
+* :class:`Quotas` (``backend.quotas``): each user's tally of stored bytes
+  and files. Uploads reserve space as they go, so that concurrent uploads of
+  one user never together pass the user's :class:`QuotaLimits`; deletions
+  and the end of an upload adjust the tally. A tally nobody has counted yet
+  is unknown (``None``) until a scan of the user's directory sets it.
 
-Adding a part (bans and quotas are next) takes the same four steps: an
+Adding a part takes the same four steps: an
 abstract class here with the operations its callers need; an attribute
 ``LimitsBackend.<part>`` typed by it; an in-process implementation in
 :mod:`.local`, which is also the Redis backend's fallback; and a Redis one in
@@ -36,8 +41,10 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ftp_cluster.shared.settings import DefenderSettings
+if TYPE_CHECKING:  # settings imports users, which imports QuotaLimits from here
+    from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [
     "BackendStats",
@@ -49,7 +56,11 @@ __all__ = [
     "Leases",
     "LimitsBackend",
     "Offence",
+    "QuotaLimits",
+    "QuotaRefusal",
+    "Quotas",
     "Refusal",
+    "Usage",
 ]
 
 #: Burst of every bucket, in seconds of its rate ("at most one second").
@@ -200,6 +211,75 @@ class Bans(abc.ABC):
         """Every ban in force."""
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """A user's disk quota (``None``: that dimension is unlimited)."""
+
+    bytes: int | None = None
+    files: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.bytes is None and self.files is None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a user's tally says is stored: bytes and regular files."""
+
+    bytes: int
+    files: int
+
+
+class QuotaRefusal(enum.Enum):
+    """Why a quota reservation got nothing; the FTP layer picks the reply code."""
+
+    FILES = "file quota exceeded"  # 552: one more file would pass quota_files
+    UNKNOWN = "no tally yet"  # scan the user's directory, then ask again
+    UNAVAILABLE = "quota tally unavailable"  # 452: backend down and no tally known
+
+
+class Quotas(abc.ABC):
+    """Each user's tally of stored bytes and files, shared by every worker.
+
+    ``user`` is :attr:`~ftp_cluster.shared.users.User.key`. All methods are
+    called from the worker's event loop.
+    """
+
+    @abc.abstractmethod
+    async def usage(self, user: str) -> Usage | None:
+        """The user's tally, or ``None`` if none is known (never counted, or unreachable)."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self, user: str, limits: QuotaLimits, nbytes: int, files: int = 0
+    ) -> int | QuotaRefusal:
+        """Add up to ``nbytes`` bytes and exactly ``files`` files to the tally.
+
+        Returns how many bytes were granted: all of ``nbytes`` while the
+        quota allows, fewer (down to 0) at its edge; the files are all or
+        nothing (:attr:`QuotaRefusal.FILES`). Nothing is added on a refusal.
+        """
+
+    @abc.abstractmethod
+    async def adjust(self, user: str, nbytes: int, files: int = 0) -> None:
+        """Change the tally by ``nbytes`` and ``files`` (negative: freed), whatever the quota.
+
+        An unknown tally stays unknown: the scan that sets it counts the disk.
+        """
+
+    @abc.abstractmethod
+    async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
+        """Set the tally (a scan's result); ``only_if_unknown``: keep one that exists.
+
+        True if the tally is now ``usage``.
+        """
+
+    @abc.abstractmethod
+    def chunk_size(self) -> int:
+        """How many bytes one :meth:`reserve` of a running upload should ask for."""
+
+
 class LimitsBackend(abc.ABC):
     """Every kind of limit for one worker process, one attribute per part.
 
@@ -214,6 +294,8 @@ class LimitsBackend(abc.ABC):
     bandwidth: Bandwidth
     #: The brute-force defender.
     bans: Bans
+    #: Users' disk tallies.
+    quotas: Quotas
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect and start background work (lease refresh); idempotent."""

@@ -1,9 +1,9 @@
 """In-process limits: the library default and the Redis backend's fallback.
 
 One :class:`LocalLimits` counts the sessions of one process, with a
-:class:`LocalLeases` and a :class:`LocalBandwidth`. Alone, it enforces the
-configured limits for that process (and :class:`LocalBans` its defender).
-As the fallback of a cluster-wide
+:class:`LocalLeases`, a :class:`LocalBandwidth`, :class:`LocalBans` (its
+defender) and :class:`LocalQuotas`. Alone, it enforces the configured limits for
+that process. As the fallback of a cluster-wide
 backend it is built with ``share=workers`` and then enforces
 ``ceil(limit / share)`` of every connection cap and bandwidth rate, so that
 the workers together stay near the configured totals while they cannot
@@ -28,7 +28,11 @@ from ftp_cluster.shared.limits.base import (
     Leases,
     LimitsBackend,
     Offence,
+    QuotaLimits,
+    QuotaRefusal,
+    Quotas,
     Refusal,
+    Usage,
 )
 from ftp_cluster.shared.limits.bucket import TokenBucket
 from ftp_cluster.shared.limits.defender import ESCALATION_WINDOW, Policy
@@ -40,12 +44,16 @@ __all__ = [
     "LocalBans",
     "LocalLeases",
     "LocalLimits",
+    "LocalQuotas",
+    "grant",
     "local_chunk_size",
 ]
 
 _CHUNK_SECONDS = 0.01
 _MIN_CHUNK = 16 * 1024
 _MAX_CHUNK = 256 * 1024
+#: Bytes one quota reservation of an upload asks for (in-process: cheap, so fine).
+_QUOTA_CHUNK = 256 * 1024
 
 
 def local_chunk_size(rate: int) -> int:
@@ -257,6 +265,59 @@ class LocalBans(Bans):
         self._scores.clear()
 
 
+def grant(
+    usage: Usage, limits: QuotaLimits, nbytes: int, files: int, headroom: int | None = None
+) -> int | QuotaRefusal:
+    """What a reservation against ``usage`` gets (``headroom``: at most this many bytes more).
+
+    The arithmetic of ``lua/quota_reserve.lua``: files all or nothing, bytes
+    up to the quota's edge.
+    """
+    if files > 0 and limits.files is not None and usage.files + files > limits.files:
+        return QuotaRefusal.FILES
+    granted = nbytes
+    if limits.bytes is not None:
+        granted = max(0, min(granted, limits.bytes - usage.bytes))
+    if headroom is not None:
+        granted = max(0, min(granted, headroom))
+    return granted
+
+
+class LocalQuotas(Quotas):
+    """Tallies in this process's memory (the library server's, or one test's)."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, Usage] = {}
+
+    async def usage(self, user: str) -> Usage | None:
+        return self._tallies.get(user)
+
+    async def reserve(
+        self, user: str, limits: QuotaLimits, nbytes: int, files: int = 0
+    ) -> int | QuotaRefusal:
+        usage = self._tallies.get(user)
+        if usage is None:
+            return QuotaRefusal.UNKNOWN
+        granted = grant(usage, limits, nbytes, files)
+        if not isinstance(granted, QuotaRefusal):
+            self._tallies[user] = Usage(usage.bytes + granted, usage.files + files)
+        return granted
+
+    async def adjust(self, user: str, nbytes: int, files: int = 0) -> None:
+        usage = self._tallies.get(user)
+        if usage is not None:
+            self._tallies[user] = Usage(max(0, usage.bytes + nbytes), max(0, usage.files + files))
+
+    async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
+        if only_if_unknown and user in self._tallies:
+            return self._tallies[user] == usage
+        self._tallies[user] = usage
+        return True
+
+    def chunk_size(self) -> int:
+        return _QUOTA_CHUNK
+
+
 class LocalLimits(LimitsBackend):
     """Counters and token buckets in this process's memory.
 
@@ -269,6 +330,7 @@ class LocalLimits(LimitsBackend):
     leases: LocalLeases
     bandwidth: LocalBandwidth
     bans: LocalBans
+    quotas: LocalQuotas
 
     def __init__(
         self,
@@ -280,6 +342,7 @@ class LocalLimits(LimitsBackend):
         self.leases = LocalLeases(share=share)
         self.bandwidth = LocalBandwidth(share=share, clock=clock)
         self.bans = LocalBans(defender, clock=clock)
+        self.quotas = LocalQuotas()
 
     def stats(self) -> BackendStats:
         return BackendStats(healthy=True, commands_sent=0, sessions=self.leases.sessions())

@@ -31,6 +31,7 @@ from ftp_cluster.worker.protocol.requests import (
     FileQuery,
     ListPath,
     OpenPassive,
+    QuotaQuery,
     Request,
     StartTLS,
     Transfer,
@@ -208,9 +209,18 @@ def _stat(s: Session, argument: str) -> Step:
         if not s.can_read(path):
             return _DENIED
         return ListPath("STAT", path)
-    who = s.user.key if s.user is not None else "nobody"
-    kind = "ASCII" if s.transfer_type == "A" else "binary"
-    return Reply(211, ("status:", f"logged in as {who}", f"TYPE {kind}", "no transfer", "end"))
+    if s.has_quota:
+        return QuotaQuery("STAT")  # the reply gets a quota line
+    return s.status()
+
+
+def _site(s: Session, argument: str) -> Step:
+    command, _, _ = argument.partition(" ")
+    if command.upper() != "QUOTA":
+        return Reply.of(504, f"SITE {command} not understood (SITE QUOTA is)")
+    if not s.has_quota:
+        return Reply.of(200, "quota: none (unlimited)")
+    return QuotaQuery("SITE")
 
 
 def _help(s: Session, _: str) -> Step:
@@ -438,6 +448,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "STRU": _spec(_stru, argument="required"),
     "ALLO": _spec(_allo),
     "STAT": _spec(_stat),
+    "SITE": _spec(_site, argument="required"),
     "PWD": _spec(_pwd, argument="none"),
     "XPWD": _spec(_pwd, argument="none"),
     "CWD": _spec(_cwd),

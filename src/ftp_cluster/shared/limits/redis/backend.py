@@ -6,6 +6,7 @@
   the in-process mirror, resync);
 * :mod:`.bandwidth`: token buckets;
 * :mod:`.bans`: the brute-force defender (scores, bans, the ban channel);
+* :mod:`.quotas`: users' disk tallies;
 * :mod:`.health`: the one guard that turns a Redis failure into outage mode,
   the probing while Redis is down, and the resyncs;
 * :mod:`.store`: the client, the lease channel and the script calls the
@@ -30,6 +31,7 @@ from ftp_cluster.shared.limits.redis.bandwidth import RedisBandwidth
 from ftp_cluster.shared.limits.redis.bans import RedisBans
 from ftp_cluster.shared.limits.redis.health import PROBE_INTERVAL, Health
 from ftp_cluster.shared.limits.redis.leases import RedisLeases
+from ftp_cluster.shared.limits.redis.quotas import RedisQuotas
 from ftp_cluster.shared.limits.redis.schema import Keys
 from ftp_cluster.shared.limits.redis.store import RedisStore
 from ftp_cluster.shared.settings import DefenderSettings, RedisSettings
@@ -52,6 +54,7 @@ class RedisLimits(LimitsBackend):
     leases: RedisLeases
     bandwidth: RedisBandwidth
     bans: RedisBans
+    quotas: RedisQuotas
 
     def __init__(
         self,
@@ -97,6 +100,8 @@ class RedisLimits(LimitsBackend):
         self.bandwidth = RedisBandwidth(self._store, self._health, keys, local.bandwidth)
         self.bans = RedisBans(self._store, self._health, keys, local.bans)
         self._health.watch(self.leases)
+        self.quotas = RedisQuotas(self._store, self._health, keys, workers=workers)
+        self._health.watch(self.quotas)
 
     async def start(self) -> None:
         if self._health.started:

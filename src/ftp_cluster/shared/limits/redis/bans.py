@@ -97,6 +97,7 @@ class RedisBans(Bans):
         if not self.settings.enabled or offender is None or points <= 0:
             return None
         if self._health.healthy:
+            await _in_a_task()
             args = ban_arguments(self._local, "score", offender, self._keys.ban_channel)
             args[3] = points
             with self._guard:
@@ -111,6 +112,7 @@ class RedisBans(Bans):
         if offender is None:
             raise ValueError(f"{ip!r} is safelisted or no IP address: it cannot be banned")
         if self._health.healthy:
+            await _in_a_task()
             args = ban_arguments(self._local, "ban", offender, self._keys.ban_channel)
             args[3] = 0 if seconds is None else max(1, int(seconds * 1000))
             with self._guard:
@@ -125,6 +127,7 @@ class RedisBans(Bans):
         was = await self._local.unban(ip)
         was = self._until.pop(offender, None) is not None or was
         if self._health.healthy:
+            await _in_a_task()
             args = ban_arguments(self._local, "unban", offender, self._keys.ban_channel)
             with self._guard:
                 return bool(await self._store.eval(BANS, self._keys.ban_keys(offender), args))
@@ -137,6 +140,7 @@ class RedisBans(Bans):
             if until > now:
                 found[offender] = Ban(offender, until - now, 0)
         if self._health.healthy:
+            await _in_a_task()
             with self._guard:
                 for ban in await _scan_bans(self._store, self._keys):
                     found[ban.offender] = ban
@@ -225,6 +229,16 @@ class RedisBans(Bans):
             self._heard(Ban(words[1], int(words[2]) / 1000, number))
         elif len(words) == 2 and words[0] == "unban":
             self._until.pop(words[1], None)
+
+
+async def _in_a_task() -> None:
+    """Yield once when started eagerly (:mod:`ftp_cluster.worker.eager`) outside a task.
+
+    The client's timeouts need a current task, which an eagerly started
+    request only gets at its first suspension (Python 3.11).
+    """
+    if asyncio.current_task() is None:
+        await asyncio.sleep(0)
 
 
 async def _scan_bans(store: RedisStore, keys: Keys) -> list[Ban]:

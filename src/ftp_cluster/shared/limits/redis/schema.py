@@ -11,7 +11,19 @@ import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["BANS", "LEASES", "REFRESH", "RELEASE_WORKER", "RESERVE", "SCRIPTS", "Keys", "LuaScript"]
+__all__ = [
+    "BANS",
+    "LEASES",
+    "QUOTA_ADJUST",
+    "QUOTA_RESERVE",
+    "QUOTA_SET",
+    "REFRESH",
+    "RELEASE_WORKER",
+    "RESERVE",
+    "SCRIPTS",
+    "Keys",
+    "LuaScript",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +48,10 @@ REFRESH = LuaScript.load("refresh")
 RELEASE_WORKER = LuaScript.load("release_worker")
 RESERVE = LuaScript.load("reserve")
 BANS = LuaScript.load("bans")
-SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE, BANS)
+QUOTA_RESERVE = LuaScript.load("quota_reserve")
+QUOTA_ADJUST = LuaScript.load("quota_adjust")
+QUOTA_SET = LuaScript.load("quota_set")
+SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE, BANS, QUOTA_RESERVE, QUOTA_ADJUST, QUOTA_SET)
 
 
 class Keys:
@@ -53,6 +68,7 @@ class Keys:
         self.ban_channel = f"{namespace}:bans"
         #: SCAN pattern of every ban key (what :meth:`ban` names).
         self.ban_pattern = f"{namespace}:ban:*"
+        self._quotas = f"{namespace}:quota:"
 
     def ip(self, ip: str) -> str:
         return f"{self.leases}ip:{ip}"
@@ -77,3 +93,7 @@ class Keys:
     def offender_of(self, ban_key: str) -> str:
         """The offender a key of :attr:`ban_pattern` is about."""
         return ban_key.removeprefix(f"{self._defender}ban:")
+
+    def quota(self, user: str) -> str:
+        """The user's disk tally (a HASH: bytes, files); every quota script touches only it."""
+        return f"{self._quotas}{user}"
