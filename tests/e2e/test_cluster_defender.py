@@ -260,3 +260,25 @@ def test_fail2ban_filter_matches_the_server_log(
     found = done.stdout.split()
     # Four failed logins and the ban of 127.0.0.2; two failed logins of 127.0.0.1.
     assert sorted(found) == [GOOD] * 2 + [BAD] * 5, done.stdout
+
+
+def test_connection_limit_refusals_score(
+    start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str
+) -> None:
+    # Per-IP cap 1, threshold 6, 3 per refusal: the second 421 bans.
+    config = _config(redis_namespace, threshold=6, login_delay=0)
+    config = config.replace("[server]\n", "[server]\nmaximum_connections_per_ip = 1\n")
+    cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
+    held = _session(cluster, BAD)
+    try:
+        first, second = attempt(cluster, BAD), attempt(cluster, BAD)
+        assert isinstance(first, str) and "too many connections" in first, first
+        assert isinstance(second, str) and second.startswith("421"), second
+        wait_for(lambda: not usable(held), timeout=1.0)  # the held session is closed
+        assert "banned" in str(attempt(cluster, BAD))
+        log = cluster.log()
+        assert log.count(f"defender: limit exceeded ip={BAD} reason=limit_exceeded") == 2
+        assert f"defender: banned ip={BAD} offender={BAD} seconds=60 ban=1" in log
+        close_all([_session(cluster, GOOD)])
+    finally:
+        held.close()
