@@ -67,5 +67,6 @@ def test_policy_offenders_scores_and_escalation() -> None:
     assert policy.offender("2001:db8:1:2::3") == "2001:db8:1::/48"
     assert policy.offender("fe80::1%eth0") == "fe80::/48"
     assert policy.offender("nonsense") is None
+    assert policy.offender("2001:db8:1::/48") == "2001:db8:1::/48"  # as `bans list` shows it
     assert policy.score(Offence.UNKNOWN_USER) == 2
     assert [policy.ban_seconds(n) for n in (1, 2, 3)] == [1800.0, 2700.0, 4050.0]
