@@ -223,6 +223,11 @@ def _redis_cost_lines(results: dict[str, Any]) -> list[str]:
             f"9 Redis backend / in-process: {summary['redis_vs_in_process']:.2f} "
             f"(costs {summary['redis_cost_pct']:.0f}%)"
         )
+    if "defender_vs_redis" in summary:
+        lines.append(
+            f"9 defender on / off (Redis): {summary['defender_vs_redis']:.2f} "
+            f"(costs {summary['defender_cost_pct']:.0f}%)"
+        )
     return lines
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ftp_cluster.shared.fields import Invalid, Spec, spec_of
 from ftp_cluster.shared.settings import (
+    AccountsSettings,
     ClusterConfig,
     DefenderSettings,
     LoggingSettings,
@@ -53,6 +54,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
     "redis": RedisSettings,
     "tls": TLSSettings,
+    "accounts": AccountsSettings,
     "defender": DefenderSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
@@ -380,6 +382,7 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
+    accounts = loader.settings(AccountsSettings, "accounts", loader.table(data, "accounts"))
     defender = loader.settings(DefenderSettings, "defender", loader.table(data, "defender"))
     logging_ = loader.settings(LoggingSettings, "logging", loader.table(data, "logging"))
     metrics = loader.settings(MetricsSettings, "metrics", loader.table(data, "metrics"))
@@ -396,6 +399,7 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         redis=redis,
         tls=tls,
         defender=defender,
+        accounts=accounts,
         logging=logging_,
         metrics=metrics,
         users=users,
@@ -474,6 +478,7 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         server=dataclasses.replace(config.server, **sections["server"]),
         redis=dataclasses.replace(config.redis, **sections["redis"]),
         tls=tls,
+        accounts=dataclasses.replace(config.accounts, **sections["accounts"]),
         defender=dataclasses.replace(config.defender, **sections["defender"]),
         logging=dataclasses.replace(config.logging, **sections["logging"]),
         metrics=dataclasses.replace(config.metrics, **sections["metrics"]),

@@ -37,6 +37,7 @@ from ftp_cluster.shared.fields import (
 from ftp_cluster.shared.users import User
 
 __all__ = [
+    "AccountsSettings",
     "ClusterConfig",
     "DefenderSettings",
     "LoggingSettings",
@@ -275,13 +276,25 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class AccountsSettings:
+    """Where accounts come from and how long what was learnt of one is reused (``[accounts]``)."""
+
+    cache_seconds: float = setting(
+        5.0,
+        "seconds a user looked up, and a password verified against its hash, are reused; 0: never",
+        check=at_least(0),
+    )
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``,
-    ``[logging]`` and ``[metrics]`` tables and the users."""
+    ``[accounts]``, ``[logging]`` and ``[metrics]`` tables, and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     defender: DefenderSettings = field(default_factory=DefenderSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

@@ -33,7 +33,7 @@ from ftp_cluster.shared.config import (
     setting_specs,
 )
 from ftp_cluster.shared.fields import Invalid
-from ftp_cluster.shared.passwords import hash_password
+from ftp_cluster.shared.passwords import DEFAULT_SCHEME, SCHEMES, hash_password
 from ftp_cluster.shared.settings import (
     ClusterConfig,
     LoggingSettings,
@@ -152,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (start, stop, commands.choices["reload"], status, commands.choices["reopen-logs"]):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
     cli_bans.add_parser(commands, default_pid_file())
-    commands.add_parser("hash-password", help="print a password hash for the config file")
+    hashing = commands.add_parser("hash-password", help="print a password hash for the config file")
+    hashing.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=DEFAULT_SCHEME,
+        help=f"hash format (default: {DEFAULT_SCHEME})",
+    )
     certificate = commands.add_parser(
         "self-signed-certificate", help="write a certificate and key for trying FTPS"
     )
@@ -402,7 +408,10 @@ def _hash_password(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         return _fail("empty password")
-    print(hash_password(password))
+    try:
+        print(hash_password(password, args.scheme))
+    except ValueError as exc:  # bcrypt and a password longer than it reads
+        return _fail(str(exc))
     return 0
 
 

@@ -26,6 +26,7 @@ from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
+from ftp_cluster.worker.password_check import ChecksBusy
 from ftp_cluster.worker.protocol.addresses import normalise_host
 from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
 from ftp_cluster.worker.protocol.requests import (
@@ -457,8 +458,13 @@ class ControlConnection(asyncio.Protocol):
             if not user.check_password(request.password):
                 return Failed(Failure.BAD_PASSWORD)
         # A password hash costs tens of milliseconds by design: off the loop.
-        elif not await asyncio.to_thread(user.check_password, request.password):
-            return Failed(Failure.BAD_PASSWORD)
+        else:
+            try:
+                right = await ctx.passwords.verify(user.key, user.password_hash, request.password)
+            except ChecksBusy:
+                return Failed(Failure.UNAVAILABLE)
+            if not right:
+                return Failed(Failure.BAD_PASSWORD)
         refusal = await ctx.limits.leases.login(self.session_id, user.key, user.maximum_connections)
         if refusal is Refusal.UNAVAILABLE:
             return Failed(Failure.UNAVAILABLE)

@@ -14,6 +14,7 @@ from ftp_cluster.shared.users import User
 from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.events import SessionEvents
+from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.proxied import TrustedProxies
@@ -52,6 +53,7 @@ class WorkerContext:
     roots: dict[str, PurePosixPath]
     ports: PortPool
     caps: ConnectionCaps
+    passwords: PasswordChecks  # hashes checked off the loop, in a bounded pool
     stats: WorkerStats = field(default_factory=WorkerStats)  # what the heartbeat reports
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)

@@ -23,12 +23,18 @@ from typing import Any
 
 from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
+from ftp_cluster.shared.settings import (
+    AccountsSettings,
+    ClusterConfig,
+    ServerSettings,
+    TLSSettings,
+)
 from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.idle import IdleSweeper
+from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
@@ -111,7 +117,8 @@ class Server:
     ``users``: the accounts (default: one anonymous user with read and write
     access to ``/``, which is the current directory). ``path_io_factory`` is
     called once, with ``timeout=path_timeout``. ``limits`` is the limits
-    back end (default: in-process). Every other keyword is a
+    back end (default: in-process). ``accounts``: the ``[accounts]`` settings
+    (``cache_seconds`` of verified passwords). Every other keyword is a
     :class:`~ftp_cluster.shared.settings.ServerSettings` field (aioftp's
     ``maximum_connections``, ``read_speed_limit``, ``socket_timeout``,
     ``idle_timeout``, ``wait_future_timeout``, ``path_timeout``, ...) or
@@ -127,6 +134,7 @@ class Server:
         limits: LimitsBackend | None = None,
         settings: ServerSettings | None = None,
         tls: TLSSettings | None = None,
+        accounts: AccountsSettings | None = None,
         transfer_log: Path | None = None,
         **options: Any,
     ) -> None:
@@ -135,6 +143,7 @@ class Server:
         self.users = UserTable(users if users is not None else (User(),))
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
+        self.accounts = accounts if accounts is not None else AccountsSettings()
         stats = WorkerStats()
         self._ctx = WorkerContext(
             settings=self.settings,
@@ -160,6 +169,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            passwords=PasswordChecks(cache_seconds=self.accounts.cache_seconds),
             proxies=trusted_proxies(self.settings),
         )
         if transfer_log is not None:
@@ -189,6 +199,7 @@ class Server:
             limits=limits,
             settings=config.server,
             tls=config.tls,
+            accounts=config.accounts,
             transfer_log=config.logging.transfer_log,
         )
 
@@ -293,6 +304,7 @@ class Server:
         await self._ctx.quota_scans.close()
         await self.limits.close()
         self._ctx.pipe.close()
+        self._ctx.passwords.close()
         self._ctx.events.close()
 
     def reopen_logs(self) -> None:
