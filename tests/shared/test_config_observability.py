@@ -60,5 +60,5 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     config = apply_overrides(config, {"metrics.listen": "[::1]:9200", "logging.format": "json"})
     assert config.metrics.address == ("::1", 9200)
     assert config.logging.format == "json"
-    with pytest.raises(ConfigError, match="logging.transfer_log"):
+    with pytest.raises(ConfigError, match=r"logging\.transfer_log"):
         apply_overrides(config, {"logging.transfer_log": "relative/xferlog"})
