@@ -38,6 +38,7 @@ from bench.scenarios import (
     make_certificate,
     raw_limit,
 )
+from bench.scenarios.scale import SESSIONS_PER_IDLE as CROWD_SESSIONS_PER_IDLE
 from bench.targets import evaluate
 
 __all__ = ["Options", "run"]
@@ -62,7 +63,7 @@ def _sizes(options: Options) -> dict[str, int]:
     sizes = {}
     if keys & {"retr_single", "stor_single", "ftps_retr_single", "ftps_stor_single"}:
         sizes["single"] = settings.single_size
-    if keys & {"retr_many", "stor_many"}:
+    if keys & {"retr_many", "stor_many", "crowd10k"}:
         sizes["many"] = settings.many_size
     if "throttle" in keys:
         sizes["throttle"] = settings.throttle_size
@@ -320,12 +321,14 @@ async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
             runs.update(await state.scenario_runs(ctx, scenario, entries, progress))
             summary = scenario.summarize(ctx, runs)
             state.results["scenarios"][scenario.key]["summary"] = summary
-            if "raw_limit" in summary:
-                state.results["raw_limit"] = summary["raw_limit"]
+            for key in ("raw_limit", "raw_tls_limit"):
+                if key in summary:
+                    state.results[key] = summary[key]
     finally:
         progress.close()
-        if ctx.raw_sender is not None:
-            await ctx.raw_sender.stop()
+        for sender in (ctx.raw_sender, ctx.raw_tls_sender):
+            if sender is not None:
+                await sender.stop()
 
 
 def _versions(results: dict[str, Any]) -> dict[str, str]:
@@ -349,6 +352,9 @@ async def run(options: Options, progress_stream: Any = None) -> dict[str, Any]:
     state = _Run(options)
     results = state.results
     wanted_fds = settings.idle_sessions * 3 + settings.clients * 4 + 1024
+    if any(s.key == "crowd10k" for s in options.scenarios):
+        # pyftpdlib holds all of scenario 15's sessions (and their data connections) alone.
+        wanted_fds = max(wanted_fds, CROWD_SESSIONS_PER_IDLE * settings.idle_sessions * 2 + 1024)
     results["rlimit_nofile"] = list(raise_fd_limit(wanted_fds))
     state.check_peers()
     sizes = _sizes(options)

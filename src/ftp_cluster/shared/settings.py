@@ -289,7 +289,7 @@ class AccountsSettings:
 @dataclass(frozen=True)
 class ClusterConfig:
     """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``,
-    ``[accounts]``, ``[logging]`` and ``[metrics]`` tables, and the users."""
+    ``[accounts]``, ``[logging]`` and ``[metrics]`` tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TextIO
 
 from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config
+from ftp_cluster.shared.host_limits import capacity_warnings, raise_open_files
 from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.supervisor.children import (
     Slot,
@@ -112,6 +113,9 @@ class Arbiter:
         """Start everything, loop until stopped, clean up; 0 after a clean stop."""
         try:
             self._install_signals()
+            # Before any fork: workers inherit the raised limit.
+            for warning in capacity_warnings(self.config.server, raise_open_files()):
+                log.warning("%s", warning)
             self._start_redis_if_needed(self.target)
             self.listeners = Listeners(self.config.server.host, self.config.server.port)
             tls = self.config.tls
@@ -522,6 +526,7 @@ class Arbiter:
             "state": "stopping" if self.stopping else "running" if self.announced else "booting",
             "uptime": round(time.time() - self.started, 3),
             "config": str(self.config.source) if self.config.source else None,
+            "root": str(self.config.server.root),  # for `quota scan` of users without base_path
             "generation": self.generation,
             "target_workers": self.target,
             "workers": [h.describe() for h in handles],

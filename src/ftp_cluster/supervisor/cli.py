@@ -1,4 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, bans, hash-password, ...
+"""The ``ftp-cluster`` command: start, stop, reload, status, bans, quota, hash-password, ...
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -45,6 +45,7 @@ from ftp_cluster.shared.settings import (
 from ftp_cluster.shared.users import Permission, User
 from ftp_cluster.supervisor import cli_bans
 from ftp_cluster.supervisor.cli_logs import add_reopen_logs, reopen_logs
+from ftp_cluster.supervisor.cli_quota import add_quota_parser, run_quota
 from ftp_cluster.worker.stats import FIGURES
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reopen_logs(commands)
     for sub in (start, stop, commands.choices["reload"], status, commands.choices["reopen-logs"]):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
+    add_quota_parser(commands, default_pid_file())
     cli_bans.add_parser(commands, default_pid_file())
     hashing = commands.add_parser("hash-password", help="print a password hash for the config file")
     hashing.add_argument(
@@ -180,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "stop": _stop,
         "reload": _reload,
         "status": _status,
+        "quota": run_quota,
         "bans": cli_bans.run,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ftp_cluster.shared.host_limits import listen_backlog
 from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.settings import (
@@ -48,7 +49,6 @@ __all__ = ["Server", "ServerStats"]
 PathIOFactory = Callable[..., AbstractPathIO]
 _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(ServerSettings))
 _TLS_NAMES = frozenset(field.name for field in dataclasses.fields(TLSSettings))
-_BACKLOG = 1024
 
 
 #: What :meth:`Server.stats` reports: live sessions and totals since start.
@@ -90,7 +90,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(_BACKLOG)
+        sock.listen(listen_backlog())
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -254,7 +254,7 @@ class Server:
             server = await loop.create_server(
                 functools.partial(ControlConnection, ctx, implicit_tls=implicit),
                 sock=sock,
-                backlog=_BACKLOG,
+                backlog=listen_backlog(),
             )
             self._servers.append(server)
         if self._idle is not None:

@@ -135,6 +135,9 @@ class TransferJob:
         outcome: Outcome = Failed(Failure.IO_ERROR)
         try:
             outcome = await self._store(mode, account)
+            if outcome == Failed(Failure.QUOTA_EXCEEDED) and mode in ("append", "offset"):
+                # In place: a refused upload's data goes too, as a temporary's would.
+                await self.fs.restore(request.path, old)
         finally:
             await self._settle(mode, account, old, new_file, isinstance(outcome, Done))
         return outcome
