@@ -90,6 +90,7 @@ def _ftps(results: dict[str, Any], out: Path) -> Path | None:
     """Scenarios 10-14 side by side: four panels, since their units differ."""
     keys = ("ftps_retr_single", "ftps_stor_single", "ftps_login", "ftps_churn", "ftps_idle_memory")
     retr, stor, login, churn, idle = (_figures(results, key) for key in keys)
+    raw = results.get("raw_tls_limit") or {}
     labels = [
         label
         for label in results["peers"]
@@ -108,6 +109,7 @@ def _ftps(results: dict[str, Any], out: Path) -> Path | None:
                 "RETR median": of(retr, "mb_s_median"),
                 "STOR median": of(stor, "mb_s_median"),
             },
+            "hline": (raw["mb_s_best"], "raw loopback TLS (best)") if "mb_s_best" in raw else None,
         },
         {
             "title": f"{results['options']['clients']} TLS logins (lower is better)",

@@ -154,6 +154,7 @@ def _ftps_rows(single: str, clients: int, idle: int) -> list[_Row]:
     return [
         _Row("ftps_retr_single", "mb_s_best", f"10 FTPS RETR {single}, MB/s best", whole),
         _Row("ftps_retr_single", "mb_s_median", "10 FTPS RETR, MB/s median", whole),
+        _Row("ftps_retr_single", "pct_of_raw_best", "10 FTPS RETR, % of raw TLS", "{:.0f}%".format),
         _Row("ftps_stor_single", "mb_s_median", f"11 FTPS STOR {single}, MB/s median", whole),
         _Row("ftps_stor_single", "mb_s_best", "11 FTPS STOR, MB/s best", whole),
         _Row(
@@ -181,7 +182,8 @@ def _matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
     """Header, rows (title + one cell per server) and notes of the main table."""
     scenarios: dict[str, Any] = results["scenarios"]
     raw = results.get("raw_limit") or {}
-    columns = (["raw-sendfile"] if raw else []) + list(results["peers"])
+    raw_tls = results.get("raw_tls_limit") or {}
+    columns = (["raw-sendfile"] if raw or raw_tls else []) + list(results["peers"])
     notes: list[str] = []
     table: list[list[str]] = []
     for row in _rows(results["options"]):
@@ -190,8 +192,9 @@ def _matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
         runs: dict[str, Any] = scenarios[row.scenario]["results"]
         cells = [row.title]
         for column in columns:
-            if column == "raw-sendfile":
-                value = raw.get(row.figure) if row.scenario == "retr_single" else None
+            if column == "raw-sendfile":  # and the raw TLS limit in the FTPS RETR rows
+                limit = {"retr_single": raw, "ftps_retr_single": raw_tls}.get(row.scenario, {})
+                value = limit.get(row.figure) if "pct" not in row.figure else None
                 cells.append(row.fmt(value) if isinstance(value, int | float) else "")
                 continue
             cells.append(_cell(row, column, runs.get(column), notes))
@@ -222,6 +225,11 @@ def _redis_cost_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"9 Redis backend / in-process: {summary['redis_vs_in_process']:.2f} "
             f"(costs {summary['redis_cost_pct']:.0f}%)"
+        )
+    if "defender_vs_redis" in summary:
+        lines.append(
+            f"9 defender on / off (Redis): {summary['defender_vs_redis']:.2f} "
+            f"(costs {summary['defender_cost_pct']:.0f}%)"
         )
     return lines
 

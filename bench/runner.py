@@ -321,12 +321,14 @@ async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
             runs.update(await state.scenario_runs(ctx, scenario, entries, progress))
             summary = scenario.summarize(ctx, runs)
             state.results["scenarios"][scenario.key]["summary"] = summary
-            if "raw_limit" in summary:
-                state.results["raw_limit"] = summary["raw_limit"]
+            for key in ("raw_limit", "raw_tls_limit"):
+                if key in summary:
+                    state.results[key] = summary[key]
     finally:
         progress.close()
-        if ctx.raw_sender is not None:
-            await ctx.raw_sender.stop()
+        for sender in (ctx.raw_sender, ctx.raw_tls_sender):
+            if sender is not None:
+                await sender.stop()
 
 
 def _versions(results: dict[str, Any]) -> dict[str, str]:

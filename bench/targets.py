@@ -170,6 +170,13 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v: v <= 20,
                 "{:.0f}%",
             ),
+            _check(
+                f"{redis_label or 'ftp-cluster redis'}+defender",
+                "defender costs <= 10% of churn",
+                summary.get("defender_cost_pct"),
+                lambda v: v <= 10,
+                "{:.0f}%",
+            ),
         ]
     return checks
 

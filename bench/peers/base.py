@@ -54,6 +54,7 @@ class ServeSpec:
     maximum_connections_per_ip: int | None = None
     redis_url: str | None = None  # ftp-cluster only: use this Redis instead of its default
     tls: TLSFiles | None = None  # serve explicit FTPS (AUTH TLS) with these; the client speaks it
+    defender: bool = False  # ftp-cluster only: [defender] on (never bans: threshold far off)
 
 
 @dataclass

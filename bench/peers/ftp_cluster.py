@@ -92,6 +92,10 @@ class FtpClusterPeer(Peer):
             lines += ["", "[tls]", f"certificate = {_toml_value(spec.tls.certificate)}"]
             lines += [f"private_key = {_toml_value(spec.tls.private_key)}", 'required = "all"']
             lines += ['session_reuse = "required"']
+        if spec.defender:
+            # Every connection is checked against the bans, nobody reaches the threshold.
+            lines += ["", "[defender]", "enabled = true", "threshold = 1000000000"]
+            lines += ["login_delay = 0"]
         lines += ["", "[[users]]", f"login = {_toml_value(spec.user)}"]
         lines += [f"password = {_toml_value(spec.password)}", 'home_path = "/"']
         return "\n".join(lines) + "\n"

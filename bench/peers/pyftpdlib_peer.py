@@ -31,6 +31,8 @@ class PyftpdlibPeer(Peer):
     notes = (
         "single process: its multi-process mode shares one epoll across forks and hangs under load",
         "listen backlog 1024 (its default of 100 drops connection bursts)",
+        "FTPS (10-14): TLS_FTPHandler on pyOpenSSL, TLS required; it does not check that "
+        "data connections resume the control session",
     )
 
     def version(self) -> str:

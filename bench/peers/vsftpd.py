@@ -39,6 +39,8 @@ class VsftpdPeer(Peer):
         "standalone from a generated config; lock_upload_files=NO, seccomp_sandbox=NO, "
         "use_sendfile=YES; one process per session (two before login)",
         "listen backlog fixed at 32 by vsftpd: connection bursts overflow it",
+        "FTPS (10-14): ssl_enable, require_ssl_reuse, TLS forced for logins and data, "
+        "ssl_ciphers=HIGH:!aNULL",
     )
 
     def __init__(self) -> None:

@@ -95,6 +95,8 @@ class Context:
     redis: PrivateRedis | None = None
     raw_sender: Running | None = None  # the raw sendfile sender, while scenario 1 runs
     raw_rates: list[float] = field(default_factory=list)  # every raw measurement of the run
+    raw_tls_sender: Running | None = None  # the raw TLS sender, from scenario 10 on
+    raw_tls_rates: list[float] = field(default_factory=list)
     reporter: Reporter = field(default_factory=Reporter)
     tls: TLSFiles | None = None  # the run's certificate, when FTPS scenarios run
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.peers.base import Peer, TLSFiles
 from bench.scenarios.base import Context, RunPlan, Scenario
 from bench.scenarios.crowd import churn, idle_memory, login, merge_login_rounds
-from bench.scenarios.single import retr_single, stor_single
+from bench.scenarios.single import retr_single, stor_single, summarize_ftps_retr_single
 
 __all__ = ["FTPS_SCENARIOS", "make_certificate", "plan_ftps"]
 
@@ -42,7 +42,7 @@ def plan_ftps(ctx: Context, peers: list[Peer]) -> list[RunPlan]:
 FTPS_SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         10, FTPS_KEYS[0], "FTPS single-stream RETR", "mb_s_best", "MB/s", False, retr_single,
-        plan_ftps,
+        plan_ftps, summarize_ftps_retr_single,
     ),
     Scenario(
         11, FTPS_KEYS[1], "FTPS single-stream STOR", "mb_s_median", "MB/s", False, stor_single,

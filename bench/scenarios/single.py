@@ -10,7 +10,7 @@ from collections import Counter
 
 from bench.client import failure_kind
 from bench.peers.base import Running, ServeSpec
-from bench.rawlimit import measure_once
+from bench.rawlimit import measure_once, start_sender
 from bench.scenarios.base import (
     MB,
     SINGLE,
@@ -22,7 +22,13 @@ from bench.scenarios.base import (
     one_session,
 )
 
-__all__ = ["raw_limit", "retr_single", "stor_single", "summarize_retr_single"]
+__all__ = [
+    "raw_limit",
+    "retr_single",
+    "stor_single",
+    "summarize_ftps_retr_single",
+    "summarize_retr_single",
+]
 
 
 def spread(values: list[float]) -> Figures:
@@ -48,14 +54,15 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     adjacent: list[float] = []
     failures: Counter[str] = Counter()
     tls = TLSTally()
+    sender, raw_rates = await _raw_sender(ctx, spec)
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
-        if ctx.raw_sender is not None and spec.tls is None:  # the limit is plain sendfile
+        if sender is not None:
             # Loopback speed drifts with the machine's load: a raw measurement
             # right next to each FTP run keeps the limit honest.
-            rate = await measure_once(ctx.raw_sender, size, ctx.settings.timeout)
+            rate = await measure_once(sender, size, ctx.settings.timeout)
             adjacent.append(rate)
-            ctx.raw_rates.append(rate)
+            raw_rates.append(rate)
         session = await one_session(ctx, server, failures)
         if session is None:
             continue
@@ -73,9 +80,18 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
             tls.add(session)
             await session.quit()
     figures = spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
-    if spec.tls is None:
-        figures["raw_adjacent_mb_s"] = [round(rate / MB, 1) for rate in adjacent]
+    figures["raw_adjacent_mb_s"] = [round(rate / MB, 1) for rate in adjacent]
     return figures | tls.figures()
+
+
+async def _raw_sender(ctx: Context, spec: ServeSpec) -> tuple[Running | None, list[float]]:
+    """The raw sender this RETR run compares with: plain sendfile, or TLS for FTPS."""
+    if spec.tls is None:
+        return ctx.raw_sender, ctx.raw_rates
+    if ctx.raw_tls_sender is None:  # started by the first FTPS run; the runner stops it
+        source = ctx.dataset.real(SINGLE)
+        ctx.raw_tls_sender = await start_sender(source, ctx.dataset.work, spec.tls)
+    return ctx.raw_tls_sender, ctx.raw_tls_rates
 
 
 def raw_limit(rates: list[float], size: int) -> Figures:
@@ -101,6 +117,18 @@ def summarize_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
             figures["pct_of_raw_best"] = 100 * figures["mb_s_best"] / raw["mb_s_best"]
             figures["pct_of_raw_median"] = 100 * figures["mb_s_median"] / raw["mb_s_median"]
     return {"raw_limit": raw}
+
+
+def summarize_ftps_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
+    """Percentages of the raw TLS limit (OpenSSL alone, no FTP) of scenario 10."""
+    if not ctx.raw_tls_rates:
+        return {}
+    raw = raw_limit(ctx.raw_tls_rates, ctx.settings.single_size)
+    for figures in results.values():
+        if "mb_s_best" in figures:
+            figures["pct_of_raw_best"] = 100 * figures["mb_s_best"] / raw["mb_s_best"]
+            figures["pct_of_raw_median"] = 100 * figures["mb_s_median"] / raw["mb_s_median"]
+    return {"raw_tls_limit": raw}
 
 
 # --- 2. single-stream STOR ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ Real supervisors with real workers, a real redis-server, ftplib clients from
 from __future__ import annotations
 
 import ftplib
+import functools
 import json
 import shutil
 import subprocess
@@ -159,26 +160,33 @@ def test_guessing_ip_is_banned_on_every_worker_and_host(
         [ban] = _bans(one)
         assert ban["ip"] == BAD and ban["ban"] == 1
 
-        # bans remove lifts it everywhere, at once.
-        done = cli("bans", "remove", BAD, "--config", str(config_file))
-        assert done.returncode == 0, done.stderr
-        for cluster in (one, two):
-            close_all([wait_for(lambda c=cluster: _admitted(c), timeout=1.0)])
-        assert _bans(one) == []
-
-        # The second ban of the day lasts 50 % longer (remove forgot the first: add one).
-        done = cli("bans", "add", BAD, "--config", str(config_file))
-        assert done.returncode == 0 and "ban 1" in done.stdout, done
-        wait_for(lambda: "banned" in str(attempt(two, BAD)), timeout=1.0)
-        assert cli("bans", "remove", BAD, "--config", str(config_file)).returncode == 0
-        replies = [_guess(one) for _ in range(15)]
-        assert all(r.startswith("530") for r in replies[:14]), replies
-        done = cli("bans", "add", BAD, "--for", "30", "--config", str(config_file))
-        assert "ban 2" in done.stdout, done
-        [ban] = _bans(one)
-        assert ban["ban"] == 2
+        _remove_then_ban_again(one, two, config_file)
     finally:
         close_all(good + held)
+
+
+def _remove_then_ban_again(one: Cluster, two: Cluster, config_file: Path) -> None:
+    """``bans remove`` lifts the ban everywhere at once; ``bans add`` escalates."""
+    done = cli("bans", "remove", BAD, "--config", str(config_file))
+    assert done.returncode == 0, done.stderr
+    for cluster in (one, two):
+        close_all([wait_for(functools.partial(_admitted, cluster), timeout=1.0)])
+    assert _bans(one) == []
+
+    # remove forgot the escalation: an added ban is the first again; once it
+    # ran out, the ban the next fifteen guesses earn is the second, 50 % longer.
+    done = cli("bans", "add", BAD, "--for", "1", "--config", str(config_file))
+    assert done.returncode == 0 and "for 1 s (ban 1 today)" in done.stdout, done
+    wait_for(lambda: "banned" in str(attempt(two, BAD)), timeout=1.0)
+    close_all([wait_for(functools.partial(_admitted, one), timeout=3.0)])
+    replies = [_guess(one) for _ in range(15)]
+    assert all(r.startswith("530") for r in replies[:14]), replies
+    [ban] = _bans(one)
+    assert ban["ban"] == 2
+    assert 85 < float(str(ban["seconds_left"])) <= 90  # 60 s * 1.5
+    done = cli("bans", "add", BAD, "--for", "30", "--config", str(config_file))
+    assert "banned 127.0.0.2 for 30 s (ban 3 today)" in done.stdout, done
+    assert f"defender: banned ip={BAD} offender={BAD} seconds=90 ban=2" in one.log()
 
 
 def _admitted(cluster: Cluster) -> ftplib.FTP | None:

@@ -3,7 +3,8 @@
 Each test's user has a quota over its own ``base_path``; the tally is read
 back with ``SITE QUOTA`` and compared with what really lies on disk, so an
 accounting slip (a freed size not given back, a refused upload's data
-left behind) shows as a difference.
+left behind) shows as a difference. Every test runs with the tally in the
+server's memory and in a real Redis.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import ftplib
 import io
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ftp_cluster import PathIO, Server, User
+from ftp_cluster.shared.limits.base import LimitsBackend
+from ftp_cluster.shared.limits.local import LocalLimits
+from ftp_cluster.shared.limits.redis import RedisLimits
 from ftp_cluster.worker.pathio.local import TEMP_MARK
 from tests.e2e.conftest import RunningServer, ServerFactory
 
@@ -26,9 +31,20 @@ KiB = 1024
 _QUOTA_LINE = re.compile(r"quota: (\d+) of (\d+|unlimited) bytes, (\d+) of (\d+|unlimited) files")
 
 
-def serve(run_server: ServerFactory, root: Path, **quota: Any) -> RunningServer:
+@pytest.fixture(params=["local", "redis"])
+def backend(request: pytest.FixtureRequest, redis_namespace: str) -> Callable[[], LimitsBackend]:
+    """The tally in the server's memory, or in a real Redis."""
+    if request.param == "local":
+        return LocalLimits
+    url = request.getfixturevalue("redis_server").url
+    return lambda: RedisLimits(url, namespace=redis_namespace, worker_id="library")
+
+
+def serve(
+    run_server: ServerFactory, root: Path, backend: Callable[[], LimitsBackend], **quota: Any
+) -> RunningServer:
     user = User("alice", PASSWORD, base_path=root, **quota)
-    return run_server(lambda: Server(users=[user], path_io_factory=PathIO))
+    return run_server(lambda: Server(users=[user], path_io_factory=PathIO, limits=backend()))
 
 
 def login(server: RunningServer) -> ftplib.FTP:
@@ -75,9 +91,9 @@ def no_temporaries(root: Path) -> bool:
 
 
 def test_upload_past_the_quota_is_refused_and_removed(
-    run_server: ServerFactory, tmp_path: Path
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:
-    ftp = login(serve(run_server, tmp_path, quota_bytes=100 * KiB))
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB))
     assert store(ftp, "small", b"a" * (40 * KiB)).startswith("226")
     # 2 MiB: far more than is left, and more than one reservation's worth.
     reply = store(ftp, "big", os.urandom(2048 * KiB))
@@ -93,9 +109,9 @@ def test_upload_past_the_quota_is_refused_and_removed(
 
 
 def test_overwrite_keeps_old_content_when_refused_and_frees_it_when_done(
-    run_server: ServerFactory, tmp_path: Path
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:
-    ftp = login(serve(run_server, tmp_path, quota_bytes=100 * KiB))
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB))
     old = b"o" * (60 * KiB)
     assert store(ftp, "f", old).startswith("226")
     # While it runs, old and new both count: 60 + 50 > 100.
@@ -108,9 +124,9 @@ def test_overwrite_keeps_old_content_when_refused_and_frees_it_when_done(
 
 
 def test_dele_rnto_rmd_appe_rest_adjust_the_tally(
-    run_server: ServerFactory, tmp_path: Path
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:
-    ftp = login(serve(run_server, tmp_path, quota_bytes=1024 * KiB, quota_files=10))
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=1024 * KiB, quota_files=10))
     for name, size in (("a", 10), ("b", 20), ("c", 30)):
         assert store(ftp, name, b"x" * (size * KiB)).startswith("226")
     assert tally(ftp) == on_disk(tmp_path) == (60 * KiB, 3)
@@ -140,10 +156,38 @@ def test_dele_rnto_rmd_appe_rest_adjust_the_tally(
     assert tally(ftp) == on_disk(tmp_path) == (36 * KiB, 3)
 
 
-def test_file_quota_refuses_a_new_file_but_not_an_overwrite(
-    run_server: ServerFactory, tmp_path: Path
+def test_in_place_uploads_past_the_quota_are_cut_back(
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:
-    ftp = login(serve(run_server, tmp_path, quota_files=2))
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB))
+    old = b"o" * (60 * KiB)
+    assert store(ftp, "f", old).startswith("226")
+    assert store(ftp, "f", b"a" * (50 * KiB), verb="APPE").startswith("552")
+    assert (tmp_path / "f").read_bytes() == old
+    assert store(ftp, "new", b"a" * (50 * KiB), verb="APPE").startswith("552")
+    assert not (tmp_path / "new").exists()
+    assert store(ftp, "f", b"r" * (60 * KiB), rest=50 * KiB).startswith("552")
+    assert (tmp_path / "f").stat().st_size == 60 * KiB
+    assert tally(ftp) == on_disk(tmp_path) == (60 * KiB, 1)
+    # Up to the edge, in place, still fits.
+    assert store(ftp, "f", b"a" * (40 * KiB), verb="APPE").startswith("226")
+    assert tally(ftp) == on_disk(tmp_path) == (100 * KiB, 1)
+
+
+def test_deleting_a_link_frees_nothing(
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
+) -> None:
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB))
+    assert store(ftp, "f", b"x" * (10 * KiB)).startswith("226")
+    (tmp_path / "link").symlink_to(tmp_path / "f")  # made outside FTP: not counted
+    ftp.delete("link")
+    assert tally(ftp) == on_disk(tmp_path) == (10 * KiB, 1)
+
+
+def test_file_quota_refuses_a_new_file_but_not_an_overwrite(
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
+) -> None:
+    ftp = login(serve(run_server, tmp_path, backend, quota_files=2))
     assert store(ftp, "one", b"1").startswith("226")
     assert store(ftp, "two", b"2").startswith("226")
     assert store(ftp, "three", b"3").startswith("552")
@@ -153,12 +197,12 @@ def test_file_quota_refuses_a_new_file_but_not_an_overwrite(
 
 
 def test_first_login_counts_what_is_there_and_stat_tells(
-    run_server: ServerFactory, tmp_path: Path
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
 ) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "old").write_bytes(b"q" * (70 * KiB))
     (tmp_path / "top").write_bytes(b"t" * (10 * KiB))
-    ftp = login(serve(run_server, tmp_path, quota_bytes=100 * KiB, quota_files=5))
+    ftp = login(serve(run_server, tmp_path, backend, quota_bytes=100 * KiB, quota_files=5))
     # The first upload waits for the scan, then the quota holds with the old files.
     assert store(ftp, "new", b"n" * (30 * KiB)).startswith("552")
     assert tally(ftp) == on_disk(tmp_path) == (80 * KiB, 2)
@@ -168,8 +212,10 @@ def test_first_login_counts_what_is_there_and_stat_tells(
     assert ftp.sendcmd("SITE QUOTA").startswith("200 quota: ")
 
 
-def test_users_without_quota_are_not_tallied(run_server: ServerFactory, tmp_path: Path) -> None:
-    ftp = login(serve(run_server, tmp_path))
+def test_users_without_quota_are_not_tallied(
+    run_server: ServerFactory, tmp_path: Path, backend: Callable[[], LimitsBackend]
+) -> None:
+    ftp = login(serve(run_server, tmp_path, backend))
     assert ftp.sendcmd("SITE QUOTA") == "200 quota: none (unlimited)"
     assert "quota" not in ftp.sendcmd("STAT")
     assert store(ftp, "f", b"x" * (300 * KiB)).startswith("226")

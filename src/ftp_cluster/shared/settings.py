@@ -36,7 +36,16 @@ from ftp_cluster.shared.fields import (
 )
 from ftp_cluster.shared.users import User
 
-__all__ = ["ClusterConfig", "DefenderSettings", "RedisSettings", "ServerSettings", "TLSSettings"]
+__all__ = [
+    "AccountsSettings",
+    "ClusterConfig",
+    "DefenderSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "TLSSettings",
+]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
 
@@ -216,13 +225,78 @@ class DefenderSettings:
     )
 
 
+def _log_file(value: Path) -> None:
+    if not value.is_absolute():
+        raise Invalid("must be an absolute path", str(value))
+    if not value.parent.is_dir():
+        raise Invalid(f"directory {str(value.parent)!r} does not exist", str(value))
+    if value.is_dir():
+        raise Invalid("is a directory", str(value))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The server log's format and the transfer log (``[logging]``)."""
+
+    format: Literal["text", "json"] = setting(
+        "text", "server log lines: text, or one JSON object per line", cli=True
+    )
+    transfer_log: Path | None = setting(
+        None,
+        "append an xferlog(5) line per transfer to this file (absolute path)",
+        cli=True,
+        check=_log_file,
+    )
+
+
+def _listen_address(value: str) -> None:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise Invalid("must be HOST:PORT, e.g. 127.0.0.1:9121", value)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise Invalid("the host must be an IP address", value) from None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The supervisor's Prometheus endpoint (``[metrics]``)."""
+
+    listen: str | None = setting(
+        None, "serve GET /metrics on HOST:PORT; None: no endpoint", cli=True, check=_listen_address
+    )
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class AccountsSettings:
+    """Where accounts come from and how long what was learnt of one is reused (``[accounts]``)."""
+
+    cache_seconds: float = setting(
+        5.0,
+        "seconds a user looked up, and a password verified against its hash, are reused; 0: never",
+        check=at_least(0),
+    )
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``, the users."""
+    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``,
+    ``[accounts]``, ``[logging]`` and ``[metrics]`` tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     defender: DefenderSettings = field(default_factory=DefenderSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

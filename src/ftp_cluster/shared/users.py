@@ -60,9 +60,12 @@ class Permission:
 NO_ACCESS = Permission("/", readable=False, writable=False)
 
 
-def _scrypt_hash(value: str) -> None:
+def _password_hash(value: str) -> None:
     if not is_valid_hash(value):
-        raise Invalid("is not a hash printed by `ftp-cluster hash-password`")
+        raise Invalid(
+            "is not a supported password hash (argon2id, bcrypt $2a$/$2b$/$2y$, "
+            "SHA-512/SHA-256-crypt $6$/$5$, scrypt) with affordable costs"
+        )
 
 
 @dataclass(frozen=True, init=False)
@@ -92,7 +95,11 @@ class User(LimitSettings):
         secret=True,
     )
     password_hash: str | None = setting(
-        None, "output of `ftp-cluster hash-password` (scrypt)", secret=True, check=_scrypt_hash
+        None,
+        "hash of the password: argon2id, bcrypt ($2a$, $2b$, $2y$), SHA-512-crypt or "
+        "SHA-256-crypt ($6$, $5$), or scrypt; `ftp-cluster hash-password` prints one",
+        secret=True,
+        check=_password_hash,
     )
     base_path: Path | None = setting(
         None, "real directory behind this user's / (default: [server] root)", directory=True

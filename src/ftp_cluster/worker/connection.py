@@ -26,6 +26,7 @@ from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
+from ftp_cluster.worker.password_check import ChecksBusy
 from ftp_cluster.worker.protocol.addresses import normalise_host
 from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
 from ftp_cluster.worker.protocol.requests import (
@@ -79,6 +80,7 @@ class ControlConnection(asyncio.Protocol):
         "_passive_tls",
         "_peer_certificate",
         "_pumping",
+        "_quit",
         "_reading_paused",
         "_runner",
         "_tls",
@@ -104,6 +106,7 @@ class ControlConnection(asyncio.Protocol):
         self.closing = False
         self._transport: asyncio.Transport | None = None
         self._pumping = False
+        self._quit = False  # logged its QUIT: no "disconnect" event after it
         self._reading_paused = False
         self._writes_paused = False
         self._runner: asyncio.Task[None] | None = None
@@ -139,6 +142,7 @@ class ControlConnection(asyncio.Protocol):
             self._pump()
             return
         self.ctx.connections.add(self)
+        self.ctx.events.connected(self.session_id, peer)
         self._runner = self.ctx.start(self._admit(peer))
 
     def data_received(self, data: bytes) -> None:
@@ -154,6 +158,8 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self in self.ctx.connections and self.session is not None and not self._quit:
+            self.ctx.events.disconnected(self.session_id, self.session.peer, self._login())
         if self._header is not None:
             self._header.cancel()
         self.ctx.connections.discard(self)
@@ -268,7 +274,8 @@ class ControlConnection(asyncio.Protocol):
         ctx = self.ctx
         if ctx.limits.bans.banned(peer):
             # Before any other work; a refusal for a ban scores nothing.
-            ctx.refused += 1
+            ctx.stats.refused += 1
+            ctx.events.refused(self.session_id, peer, "banned")
             self._refuse_banned()
             return
         if self._implicit_tls and not await self._start_tls():
@@ -282,7 +289,8 @@ class ControlConnection(asyncio.Protocol):
             return
         assert self.session is not None
         if refusal is not None:
-            ctx.refused += 1
+            ctx.stats.refused += 1
+            ctx.events.refused(self.session_id, self.session.peer, refusal.name.lower())
             self.session.refused(refusal)
             if refusal is Refusal.IP_FULL or refusal is Refusal.SERVER_FULL:
                 ctx.start(defence.refused_for_limit(ctx.limits.bans, peer))
@@ -333,7 +341,7 @@ class ControlConnection(asyncio.Protocol):
                 ssl_handshake_timeout=self.ctx.settings.socket_timeout,
             )
         except (OSError, TimeoutError, ConnectionError) as error:
-            self.ctx.tls_failures += 1
+            self.ctx.stats.tls_failures += 1
             log.info("session %s: TLS handshake failed: %s", self.session_id, error)
             return False
         if upgraded is None:
@@ -344,7 +352,7 @@ class ControlConnection(asyncio.Protocol):
         tls_object = upgraded.get_extra_info("ssl_object")
         if tls_object is not None and tls.options.client_ca is not None:
             self._peer_certificate = tls_object.getpeercert(binary_form=True)
-        self.ctx.tls_sessions += 1
+        self.ctx.stats.tls_sessions += 1
         return True
 
     def shutdown(self) -> None:
@@ -394,7 +402,10 @@ class ControlConnection(asyncio.Protocol):
     async def _execute(self, request: Request) -> Outcome:
         match request:
             case Authenticate():
-                return await self._authenticate(request)
+                outcome = await self._authenticate(request)
+                assert self.session is not None
+                self.ctx.events.login(self.session_id, self.session.peer, request.login, outcome)
+                return outcome
             case Logout():
                 await self.ctx.limits.leases.logout(self.session_id)
                 self._fs = None
@@ -419,6 +430,9 @@ class ControlConnection(asyncio.Protocol):
                 self._close_passive()
                 return Done()
             case Close():
+                assert self.session is not None
+                self.ctx.events.quit(self.session_id, self.session.peer, self._login())
+                self._quit = True
                 await self._release()
                 return Done()
         raise TypeError(f"unknown request {request!r}")
@@ -444,8 +458,13 @@ class ControlConnection(asyncio.Protocol):
             if not user.check_password(request.password):
                 return Failed(Failure.BAD_PASSWORD)
         # A password hash costs tens of milliseconds by design: off the loop.
-        elif not await asyncio.to_thread(user.check_password, request.password):
-            return Failed(Failure.BAD_PASSWORD)
+        else:
+            try:
+                right = await ctx.passwords.verify(user.key, user.password_hash, request.password)
+            except ChecksBusy:
+                return Failed(Failure.UNAVAILABLE)
+            if not right:
+                return Failed(Failure.BAD_PASSWORD)
         refusal = await ctx.limits.leases.login(self.session_id, user.key, user.maximum_connections)
         if refusal is Refusal.UNAVAILABLE:
             return Failed(Failure.UNAVAILABLE)
@@ -463,6 +482,11 @@ class ControlConnection(asyncio.Protocol):
         if quota is not None:
             await quota.logged_in()
         return Done(user)
+
+    def _login(self) -> str | None:
+        """The logged-in session's login name, for its log events."""
+        session = self.session
+        return session.login_name if session is not None and session.user is not None else None
 
     def _filesystem(self) -> UserFileSystem:
         assert self._fs is not None, "file requests come only after login"
@@ -524,13 +548,20 @@ class ControlConnection(asyncio.Protocol):
         session = self.session
         assert session is not None and session.user is not None
         ctx = self.ctx
+        user = session.user
         if self._buckets is None:
             self._buckets = ConnectionBuckets()
         throttle = throttle_for(
-            ctx.limits, ctx.settings, session.user, self._buckets, upload=request.is_upload
+            ctx.limits, ctx.settings, user, self._buckets, upload=request.is_upload
         )
 
+        started: list[float] = []  # set once the 150 is out: the transfer log's start
+        shown = [str(request.path)]  # the virtual path; STOU's is the name it created
+
         def announce(name: str | None) -> None:
+            started.append(time.monotonic())
+            if name is not None:
+                shown[0] = str(request.path.parent / name)
             if not self.closing and self._transport is not None:
                 self._transport.write(session.opening(request, name))
 
@@ -542,22 +573,36 @@ class ControlConnection(asyncio.Protocol):
             self._filesystem(),
             announce,
             open_channel,
-            ctx.counters,
+            ctx.stats,
             ctx.settings.socket_timeout,
         )
         self._transfer = transfer = asyncio.get_running_loop().create_task(job.run())
+        outcome: Outcome = Failed(Failure.ABORTED)
         try:
             # Awaited directly: the 226 goes out one loop iteration sooner
             # than through asyncio.wait, which hundreds of transfers notice.
-            return await transfer
+            outcome = await transfer
+            return outcome
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not transfer.cancelled() or (current is not None and current.cancelling()):
                 raise  # this request itself is cancelled, not only its transfer
-            return Failed(Failure.ABORTED)  # by ABOR, or the connection is gone
+            return outcome  # aborted: by ABOR, or the connection is gone
         finally:
             self._transfer = None
             self._close_passive()
+            if started and not request.is_listing:
+                seconds = time.monotonic() - started[0]
+                ctx.events.transfer(
+                    self.session_id,
+                    session.peer,
+                    user=user,
+                    login=session.login_name,
+                    request=request,
+                    path=shown[0],
+                    outcome=outcome,
+                    seconds=seconds,
+                )
 
     async def _open_channel(
         self, request: Transfer, throttle: Throttle, moved: Moved

@@ -36,6 +36,8 @@ __all__ = ["DataChannel", "NotProtected", "SocketChannel"]
 
 _UPLOAD_BUFFER = 256 * 1024
 _BUFFERED_READ = 256 * 1024
+#: Bytes spliced per quota check (one pipe's worth; the reservation behind it is larger).
+_QUOTA_STEP = 1 << 20
 
 Moved = Callable[[int], None]
 
@@ -166,7 +168,7 @@ class SocketChannel(DataChannel):
         while True:
             count = throttle.chunk
             if quota is not None:
-                count = await quota.allow(min(count, _UPLOAD_BUFFER))
+                count = await quota.allow(min(count, _QUOTA_STEP))
                 if not count:
                     await self._at_quota_edge()
                     return

@@ -118,10 +118,25 @@ class UserFileSystem:
     async def _regular(self, real: PurePosixPath) -> FileInfo | None:
         """``real``'s entry if it is a regular file (what the tally counts), else ``None``."""
         try:
-            info = await self._path_io.info(real)
+            # Not following a link: the tally never counted what links point to.
+            info = await self._path_io.entry(real)
         except OSError:
             return None
         return info if stat.S_ISREG(info.mode) else None
+
+    async def restore(self, virtual: PurePosixPath, size: int | None) -> None:
+        """Undo an in-place upload: back to ``size`` bytes, or gone if it was new (``None``).
+
+        Best effort: what cannot be undone stays, and the tally counts it.
+        """
+        try:
+            real = await self._real(virtual)
+            if size is None:
+                await self._path_io.unlink(real)
+            else:
+                await self._path_io.truncate(real, size)
+        except OSError as error:
+            log.info("could not undo the upload to %s: %s", virtual, error)
 
     async def size(self, virtual: PurePosixPath) -> int | None:
         """The size of the regular file at ``virtual``; ``None`` if there is none."""

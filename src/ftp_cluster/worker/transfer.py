@@ -27,16 +27,9 @@ from ftp_cluster.worker.filesystem import UserFileSystem, failure_from
 from ftp_cluster.worker.pathio.base import Upload, UploadMode
 from ftp_cluster.worker.protocol.requests import Done, Failed, Failure, Outcome, Transfer
 from ftp_cluster.worker.quota import QuotaExceeded, QuotaUnavailable, UploadQuota
+from ftp_cluster.worker.stats import WorkerStats
 
-__all__ = ["Counters", "TransferJob"]
-
-
-@dataclass(slots=True)
-class Counters:
-    """Bytes moved; one instance per server, shared by its sessions."""
-
-    bytes_uploaded: int = 0
-    bytes_downloaded: int = 0
+__all__ = ["TransferJob"]
 
 
 class _Watchdog:
@@ -91,7 +84,7 @@ class TransferJob:
     fs: UserFileSystem
     announce: Callable[[str | None], None]
     open_channel: OpenChannel
-    counters: Counters
+    counters: WorkerStats  # the server's: bytes moved are counted as they move
     socket_timeout: float | None
     #: The file STOU created, and the size of the one a "replace" upload replaced.
     created: PurePosixPath | None = None
@@ -142,6 +135,9 @@ class TransferJob:
         outcome: Outcome = Failed(Failure.IO_ERROR)
         try:
             outcome = await self._store(mode, account)
+            if outcome == Failed(Failure.QUOTA_EXCEEDED) and mode in ("append", "offset"):
+                # In place: a refused upload's data goes too, as a temporary's would.
+                await self.fs.restore(request.path, old)
         finally:
             await self._settle(mode, account, old, new_file, isinstance(outcome, Done))
         return outcome

@@ -43,7 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # settings imports users, which imports QuotaLimits from here
+if TYPE_CHECKING:
+    # Only a type here: settings import users, which import this module.
     from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
@@ -99,6 +100,9 @@ class SessionOptions:
     #: The disk quota of users without their own (``[server] default_quota_*``).
     default_quota_bytes: int | None = None
     default_quota_files: int | None = None
+    #: Told of a login the core refuses by itself (``"tls_required"``: USER
+    #: before AUTH TLS), so that it is counted like the others.
+    on_login_refused: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     greeting: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

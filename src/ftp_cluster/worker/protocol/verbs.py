@@ -91,6 +91,8 @@ _TLS_FOR_LOGIN = Reply.of(530, "log in over TLS: send AUTH TLS first")
 
 def _user(s: Session, login: str) -> Step:
     if s.options.tls_required != "none" and not s.protected:
+        if s.options.on_login_refused is not None:
+            s.options.on_login_refused("tls_required")  # PASS then is no second attempt
         return _TLS_FOR_LOGIN
     if s.user is not None:
         return s.relogin(login)

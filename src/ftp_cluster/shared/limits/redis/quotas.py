@@ -17,6 +17,7 @@ applied only where Redis has no tally.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator
@@ -31,8 +32,10 @@ from ftp_cluster.shared.limits.redis.store import RedisStore
 
 __all__ = ["RedisQuotas"]
 
-#: Bytes one reservation of a running upload asks for: a few round trips per MiB.
-_CHUNK = 512 * 1024
+#: Bytes one reservation of a running upload asks for: one round trip per 2 MiB.
+#: Each running upload may hold this much reserved and not yet written, which
+#: others of the same user cannot have meanwhile.
+_CHUNK = 2 * 1024 * 1024
 _FILES_REFUSED = -1
 _NO_TALLY = -2
 
@@ -63,6 +66,7 @@ class RedisQuotas(Quotas):
 
     async def usage(self, user: str) -> Usage | None:
         if self._health.healthy:
+            await _in_a_task()
             with self._guard:
                 reply = await self._store.command("HMGET", self._keys.quota(user), "bytes", "files")
                 if reply[0] is None or reply[1] is None:
@@ -76,6 +80,7 @@ class RedisQuotas(Quotas):
     ) -> int | QuotaRefusal:
         if self._health.healthy:
             args = [nbytes, files, _arg(limits.bytes), _arg(limits.files)]
+            await _in_a_task()
             with self._guard:
                 reply = await self._store.eval(QUOTA_RESERVE, [self._keys.quota(user)], args)
                 granted = int(reply[0])
@@ -90,6 +95,7 @@ class RedisQuotas(Quotas):
         if not nbytes and not files:
             return
         if self._health.healthy:
+            await _in_a_task()
             with self._guard:
                 reply = await self._store.eval(
                     QUOTA_ADJUST, [self._keys.quota(user)], [nbytes, files]
@@ -104,6 +110,7 @@ class RedisQuotas(Quotas):
     async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
         if self._health.healthy:
             args = [usage.bytes, usage.files, int(only_if_unknown)]
+            await _in_a_task()
             with self._guard:
                 reply = await self._store.eval(QUOTA_SET, [self._keys.quota(user)], args)
                 return self._learn(user, int(reply[0]), int(reply[1])) == usage
@@ -191,6 +198,16 @@ class RedisQuotas(Quotas):
 
     async def check(self) -> bool:
         return False
+
+
+async def _in_a_task() -> None:
+    """Go on inside a task: the pooled client's timeouts need one.
+
+    Requests start eagerly (:mod:`ftp_cluster.worker.eager`), outside any
+    task until they first wait; one loop turn makes the rest a task.
+    """
+    if asyncio.current_task() is None:
+        await asyncio.sleep(0)
 
 
 def _arg(limit: int | None) -> int:
