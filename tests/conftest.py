@@ -26,6 +26,15 @@ __all__ = ["RedisServer"]
 _STARTUP_TIMEOUT = 10.0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-minutes",
+        type=float,
+        default=0.0,
+        help="run the soak test (tests/soak) for this many minutes; 0 (default): skip it",
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
