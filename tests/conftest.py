@@ -17,16 +17,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
-__all__ = ["RedisServer"]
+if TYPE_CHECKING:
+    from tests.redis_cluster import LocalCluster
+
+__all__ = ["RedisServer", "free_port"]
 
 _STARTUP_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -43,7 +48,7 @@ class RedisServer:
     def __init__(self, executable: str, directory: Path) -> None:
         self.executable = executable
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.socket_path = directory / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -175,3 +180,38 @@ def redis_factory() -> Iterator[Callable[[], RedisServer]]:
 def redis_namespace() -> str:
     """A key prefix no other test uses, so tests can share ``redis_server``."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One 3-master Redis Cluster (a replica each) for the session; do not kill its nodes."""
+    yield from _cluster()
+
+
+@pytest.fixture
+def redis_cluster_factory() -> Iterator[Callable[[], LocalCluster]]:
+    """Starts dedicated Redis Clusters (for tests that kill their nodes)."""
+    clusters: list[Iterator[LocalCluster]] = []
+
+    def start() -> LocalCluster:
+        running = _cluster()
+        clusters.append(running)
+        return next(running)
+
+    yield start
+    for running in clusters:
+        with contextlib.suppress(StopIteration):
+            next(running)
+
+
+def _cluster() -> Iterator[LocalCluster]:
+    from tests.redis_cluster import LocalCluster  # noqa: PLC0415  (it imports free_port)
+
+    directory = Path(tempfile.mkdtemp(prefix="ftpc-cluster-"))
+    cluster = LocalCluster(_redis_executable(), directory)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)

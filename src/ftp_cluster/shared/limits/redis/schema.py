@@ -39,14 +39,28 @@ SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE)
 
 
 class Keys:
-    """Key names under one namespace."""
+    """Key names under one namespace, with hash tags for Redis Cluster.
+
+    Each script call touches the keys of one slot only. Every lease count
+    (server, per IP, per user) and every worker's index share the tag
+    ``{<namespace>}``: one call of ``leases.lua`` admits a batch of sessions
+    against the server cap and their IPs' caps at once, and ``refresh.lua``
+    and ``release_worker.lua`` reach lease keys through a worker's index, so
+    splitting them over slots would need a take-and-roll-back protocol across
+    nodes for every admission. Lease traffic is batched (a few calls a
+    second per worker), so one master carries it easily. A token bucket's
+    arithmetic involves no other bucket, so each bucket has a tag of its own
+    (``<namespace>:{bucket:<key>}``) and spreads over the cluster; a
+    reservation over several buckets is one call per bucket on a cluster
+    (:mod:`.bandwidth`). On a single Redis the tags change nothing but the names.
+    """
 
     def __init__(self, namespace: str, worker_id: str = "") -> None:
-        self.leases = f"{namespace}:conn:"
+        self.leases = f"{{{namespace}}}:conn:"
         self.server = f"{self.leases}server"
-        self.workers = f"{namespace}:worker:"
+        self.workers = f"{{{namespace}}}:worker:"
         self.index = f"{self.workers}{worker_id}"
-        self._buckets = f"{namespace}:bucket:"
+        self._namespace = namespace
 
     def ip(self, ip: str) -> str:
         return f"{self.leases}ip:{ip}"
@@ -55,4 +69,4 @@ class Keys:
         return f"{self.leases}user:{user}"
 
     def bucket(self, key: str) -> str:
-        return f"{self._buckets}{key}"
+        return f"{self._namespace}:{{bucket:{key}}}"

@@ -1,0 +1,193 @@
+"""A private Redis Cluster for tests: real redis-server nodes on free loopback ports.
+
+Three masters, each with one replica (so a killed master's slots fail over),
+made by ``redis-cli --cluster create`` in a temporary directory. Nodes time
+out after ``NODE_TIMEOUT_MS``, so a failover takes one or two seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import redis.cluster
+
+__all__ = ["NODE_TIMEOUT_MS", "ClusterNode", "LocalCluster", "redis_cli_executable"]
+
+NODE_TIMEOUT_MS = 1000
+_STARTUP_TIMEOUT = 20.0
+
+
+def redis_cli_executable() -> str:
+    executable = shutil.which("redis-cli")
+    if executable is None:
+        pytest.fail("redis-cli not found: install it with `apt-get install redis-tools`")
+    return executable
+
+
+@dataclass
+class ClusterNode:
+    """One redis-server of the cluster."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def role(self) -> str:
+        client = self.client()
+        try:
+            return str(client.info("replication")["role"])
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Ports free on loopback whose cluster bus port (port + 10000) is free too."""
+    ports: list[int] = []
+    candidate = random.randrange(20000, 30000)
+    for _ in range(2000):
+        candidate += 1
+        if _free(candidate) and _free(candidate + 10000):
+            ports.append(candidate)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError("no free ports for a Redis Cluster")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalCluster:
+    """``masters`` masters with ``replicas`` replicas each, on loopback, without persistence."""
+
+    def __init__(
+        self, server: str, directory: Path, *, masters: int = 3, replicas: int = 1
+    ) -> None:
+        self.server = server
+        self.directory = directory
+        self.replicas = replicas
+        count = masters * (1 + replicas)
+        ports = _cluster_ports(count)
+        self.nodes = [ClusterNode(port, directory / f"node{n}") for n, port in enumerate(ports)]
+
+    def url(self, scheme: str = "redis+cluster") -> str:
+        # Two seeds: the client finds the others through CLUSTER SLOTS.
+        return f"{scheme}://127.0.0.1:{self.nodes[0].port},127.0.0.1:{self.nodes[1].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            self._start_node(node)
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        create = [redis_cli_executable(), "--cluster", "create", *addresses]
+        create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(create, capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout.decode()}")
+        self.wait_ok()
+
+    def _start_node(self, node: ClusterNode) -> None:
+        node.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.server,
+            "--bind", "127.0.0.1",
+            "--port", str(node.port),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(node.directory / "nodes.conf"),
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            # A replica takes over however long it was cut off from its master.
+            "--cluster-replica-validity-factor", "0",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(node.directory),
+            "--logfile", str(node.directory / "redis.log"),
+        ]  # fmt: skip
+        node.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if node.process.poll() is not None:
+                raise RuntimeError(f"cluster node on port {node.port} exited at startup")
+            client = node.client()
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.RedisError:
+                time.sleep(0.02)
+            finally:
+                client.close()
+        raise RuntimeError(f"cluster node on port {node.port} did not answer PING")
+
+    def wait_ok(self, timeout: float = _STARTUP_TIMEOUT) -> None:
+        """Wait until every running node sees the cluster as ok, with every slot served."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._ok(node) for node in self.nodes if node.running):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the Redis Cluster did not become ok within {timeout} s")
+
+    @staticmethod
+    def _ok(node: ClusterNode) -> bool:
+        client = node.client()
+        try:
+            info = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+        if isinstance(info, bytes):
+            info = info.decode()
+        if isinstance(info, str):
+            info = dict(line.split(":", 1) for line in info.split() if ":" in line)
+        return str(info.get("cluster_state")) == "ok" and int(info["cluster_slots_ok"]) == 16384
+
+    def client(self) -> redis.cluster.RedisCluster:
+        """A blocking cluster client for inspecting the cluster in tests."""
+        return redis.cluster.RedisCluster(
+            startup_nodes=[
+                redis.cluster.ClusterNode("127.0.0.1", n.port)  # type: ignore[no-untyped-call]
+                for n in self.nodes
+            ],
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+
+    def master_of(self, key: str) -> ClusterNode:
+        """The node that serves ``key``'s slot now."""
+        client = self.client()
+        try:
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            port = node.port
+        finally:
+            client.close()
+        return next(node for node in self.nodes if node.port == port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
