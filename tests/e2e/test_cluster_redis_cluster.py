@@ -159,7 +159,8 @@ def test_a_master_killed_during_a_login_loop(
         )
     except AssertionError:
         tail = [(round(t - killed_at, 2), o) for t, o in loop.outcomes[-30:]]
-        raise AssertionError(f"no login after the failover: {tail}\n{cluster.log()[-3000:]}")
+        log = cluster.log()[-3000:]
+        raise AssertionError(f"no login after the failover: {tail}\n{log}") from None
     promoted = redis.master_of(f"{{{redis_namespace}}}:conn:server")
     assert promoted.port != master.port and promoted.role() == "master"
     recovered = len(loop.outcomes)
