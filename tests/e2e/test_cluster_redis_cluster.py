@@ -21,6 +21,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.cluster import (
+    TomlValue,
     attempt,
     attempt_many,
     config_toml,
@@ -38,8 +39,12 @@ from tests.supervisor.harness import alive, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_orphans")]
 
-ALICE = {"login": "alice", "password": "cluster-rabbit-hole", "maximum_connections": 2}
-ANONYMOUS = {"home_path": "/"}
+ALICE: dict[str, TomlValue] = {
+    "login": "alice",
+    "password": "cluster-rabbit-hole",
+    "maximum_connections": 2,
+}
+ANONYMOUS: dict[str, TomlValue] = {"home_path": "/"}
 
 
 def unbraced(key: bytes) -> str:
@@ -74,7 +79,7 @@ def test_limits_and_supervisor_on_a_redis_cluster(
         keys = list(client.scan_iter(match=f"*{redis_namespace}*", count=1000))
         assert keys
         assert all(unbraced(key).startswith(f"{redis_namespace}:") for key in keys), keys
-        slots = {client.keyslot(key) for key in keys}
+        slots = {client.keyslot(key) for key in keys}  # type: ignore[no-untyped-call]
         assert len(slots) == 1, slots
     finally:
         client.close()
@@ -154,9 +159,7 @@ def test_a_master_killed_during_a_login_loop(
     master.kill()
     # A replica takes the dead master's slots, and the loop logs in again.
     try:
-        wait_for(
-            lambda: any(t > killed_at + 0.5 and o == "230" for t, o in loop.outcomes[-5:]), 20
-        )
+        wait_for(lambda: any(t > killed_at + 0.5 and o == "230" for t, o in loop.outcomes[-5:]), 20)
     except AssertionError:
         tail = [(round(t - killed_at, 2), o) for t, o in loop.outcomes[-30:]]
         log = cluster.log()[-3000:]
