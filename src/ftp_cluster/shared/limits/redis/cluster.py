@@ -151,14 +151,15 @@ def cluster_sync_client(
     )
 
 
-def unpack(packed: bytes) -> list[bytes]:
+def unpack(packed: bytes) -> list[str | bytes]:
     """The arguments of one packed command (for the client, which packs them itself)."""
     reader = hiredis.Reader()
     reader.feed(packed)
     arguments = reader.gets()
-    if not isinstance(arguments, list):
+    if not isinstance(arguments, list) or not arguments:
         raise ValueError("not a packed command")
-    return arguments
+    # The client looks the command up by its name, a str.
+    return [arguments[0].decode(), *arguments[1:]]
 
 
 class ClusterCommandChannel(CommandChannel):
