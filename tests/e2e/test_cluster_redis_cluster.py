@@ -6,7 +6,8 @@ side (releasing a dead worker's leases, ``status`` counts) must work there
 too, and killing the master that serves the lease keys during a login loop
 must neither crash nor hang anything: its replica takes over, logins go on
 (with the outage rules applying for the second or two it takes), and the
-counts are exact afterwards.
+counts are exact afterwards. Bans reach every worker of every host through
+the cluster's pub/sub.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ from tests.e2e.cluster import (
     wait_cluster_sessions,
     wait_worker_sessions,
 )
+from tests.e2e.test_cluster_defender import BAD, GOOD
+from tests.e2e.test_cluster_defender import _bans as bans_of
+from tests.e2e.test_cluster_defender import _config as defender_config
+from tests.e2e.test_cluster_defender import _guess as guess
 from tests.redis_cluster import LocalCluster
 from tests.supervisor.conftest import StartCluster
-from tests.supervisor.harness import alive, wait_for
+from tests.supervisor.harness import alive, cli, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_orphans")]
 
@@ -191,3 +196,26 @@ def test_a_master_killed_during_a_login_loop(
     held.clear()
     wait_cluster_sessions(cluster, 0, timeout=10)
     stop_cleanly(cluster)
+
+
+def test_bans_are_shared_through_a_redis_cluster(
+    start_cluster: StartCluster, redis_cluster: LocalCluster, redis_namespace: str
+) -> None:
+    config = defender_config(redis_namespace)
+    one = start_with_redis(start_cluster, redis_cluster.url(), 2, config)
+    two = start_with_redis(start_cluster, redis_cluster.url(), 2, config)
+    replies = [guess(one) for _ in range(15)]
+    assert all(reply.startswith("530") for reply in replies[:14]), replies
+    # The ban reaches the other cluster through the cluster's pub/sub.
+    wait_for(lambda: guess(two).startswith("421"), 5, interval=0.1)
+    assert [ban["ip"] for ban in bans_of(two)] == [BAD]
+    ftp = attempt(two, GOOD)  # the good client is not banned
+    assert isinstance(ftp, ftplib.FTP), ftp
+    quit_all([ftp])
+
+    done = cli("bans", "remove", BAD, "--pid-file", str(one.pid_file))
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: guess(two).startswith("530"), 5, interval=0.1)
+    assert bans_of(one) == []
+    stop_cleanly(one)
+    stop_cleanly(two)
