@@ -64,7 +64,9 @@ class ClusterNode:
 def _cluster_ports(count: int) -> list[int]:
     """Ports free on loopback whose cluster bus port (port + 10000) is free too."""
     ports: list[int] = []
-    candidate = random.randrange(20000, 30000)
+    # Below the ephemeral range (32768 and up) with their bus ports, so no
+    # client socket of the session takes one meanwhile.
+    candidate = random.randrange(10000, 19000)
     for _ in range(2000):
         candidate += 1
         if _free(candidate) and _free(candidate + 10000):
