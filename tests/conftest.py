@@ -189,12 +189,16 @@ def redis_cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture
-def redis_cluster_factory() -> Iterator[Callable[[], LocalCluster]]:
-    """Starts dedicated Redis Clusters (for tests that kill their nodes)."""
+def redis_cluster_factory() -> Iterator[Callable[..., LocalCluster]]:
+    """Starts dedicated Redis Clusters (for tests that kill their nodes).
+
+    ``replicas``: per master (default 1); ``tls_password``: TLS on every
+    node, which all ask for this password.
+    """
     clusters: list[Iterator[LocalCluster]] = []
 
-    def start() -> LocalCluster:
-        running = _cluster()
+    def start(*, replicas: int = 1, tls_password: str | None = None) -> LocalCluster:
+        running = _cluster(replicas=replicas, tls_password=tls_password)
         clusters.append(running)
         return next(running)
 
@@ -204,11 +208,12 @@ def redis_cluster_factory() -> Iterator[Callable[[], LocalCluster]]:
             next(running)
 
 
-def _cluster() -> Iterator[LocalCluster]:
-    from tests.redis_cluster import LocalCluster  # noqa: PLC0415  (it imports free_port)
+def _cluster(*, replicas: int = 1, tls_password: str | None = None) -> Iterator[LocalCluster]:
+    from tests.redis_cluster import LocalCluster, Secrets  # noqa: PLC0415
 
     directory = Path(tempfile.mkdtemp(prefix="ftpc-cluster-"))
-    cluster = LocalCluster(_redis_executable(), directory)
+    secrets = None if tls_password is None else Secrets.make(directory, tls_password)
+    cluster = LocalCluster(_redis_executable(), directory, replicas=replicas, secrets=secrets)
     try:
         cluster.start()
         yield cluster

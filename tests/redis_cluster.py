@@ -12,14 +12,17 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
 import redis.cluster
+import trustme
 
-__all__ = ["NODE_TIMEOUT_MS", "ClusterNode", "LocalCluster", "redis_cli_executable"]
+__all__ = ["NODE_TIMEOUT_MS", "ClusterNode", "LocalCluster", "Secrets", "redis_cli_executable"]
 
 NODE_TIMEOUT_MS = 1000
 _STARTUP_TIMEOUT = 20.0
@@ -32,6 +35,41 @@ def redis_cli_executable() -> str:
     return executable
 
 
+@dataclass(frozen=True)
+class Secrets:
+    """TLS files (CA, certificate, key) and a password every node asks for."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+    password: str
+
+    @classmethod
+    def make(cls, directory: Path, password: str) -> Secrets:
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        secrets = cls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem", password)
+        ca.cert_pem.write_to_path(secrets.ca)
+        issued.cert_chain_pems[0].write_to_path(secrets.certificate)
+        issued.private_key_pem.write_to_path(secrets.key)
+        return secrets
+
+    def server_options(self) -> list[str]:
+        return [
+            "--tls-cluster", "yes",
+            "--tls-replication", "yes",
+            "--tls-cert-file", str(self.certificate),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+            "--requirepass", self.password,
+            "--masterauth", self.password,
+        ]  # fmt: skip
+
+    def client_options(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca), "password": self.password}
+
+
 @dataclass
 class ClusterNode:
     """One redis-server of the cluster."""
@@ -39,13 +77,16 @@ class ClusterNode:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis(
+            port=self.port, socket_timeout=2, socket_connect_timeout=2, **self.client_options
+        )
 
     def role(self) -> str:
         client = self.client()
@@ -89,18 +130,34 @@ class LocalCluster:
     """``masters`` masters with ``replicas`` replicas each, on loopback, without persistence."""
 
     def __init__(
-        self, server: str, directory: Path, *, masters: int = 3, replicas: int = 1
+        self,
+        server: str,
+        directory: Path,
+        *,
+        masters: int = 3,
+        replicas: int = 1,
+        secrets: Secrets | None = None,
     ) -> None:
         self.server = server
         self.directory = directory
         self.replicas = replicas
+        self.secrets = secrets
+        self._client_options = secrets.client_options() if secrets else {}
         count = masters * (1 + replicas)
         ports = _cluster_ports(count)
-        self.nodes = [ClusterNode(port, directory / f"node{n}") for n, port in enumerate(ports)]
+        self.nodes = [
+            ClusterNode(port, directory / f"node{n}", client_options=self._client_options)
+            for n, port in enumerate(ports)
+        ]
 
-    def url(self, scheme: str = "redis+cluster") -> str:
+    def url(self) -> str:
+        """``redis+cluster://`` (``rediss+cluster://`` with the password and CA for ``secrets``)."""
         # Two seeds: the client finds the others through CLUSTER SLOTS.
-        return f"{scheme}://127.0.0.1:{self.nodes[0].port},127.0.0.1:{self.nodes[1].port}"
+        seeds = f"127.0.0.1:{self.nodes[0].port},127.0.0.1:{self.nodes[1].port}"
+        if self.secrets is None:
+            return f"redis+cluster://{seeds}"
+        password = quote(self.secrets.password, safe="")
+        return f"rediss+cluster://:{password}@{seeds}/?ssl_ca_certs={self.secrets.ca}"
 
     def start(self) -> None:
         for node in self.nodes:
@@ -108,6 +165,9 @@ class LocalCluster:
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         create = [redis_cli_executable(), "--cluster", "create", *addresses]
         create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        if self.secrets is not None:
+            create += ["--tls", "--cacert", str(self.secrets.ca)]
+            create += ["-a", self.secrets.password, "--no-auth-warning"]
         done = subprocess.run(create, capture_output=True, timeout=60, check=False)
         if done.returncode != 0:
             self.stop()
@@ -116,10 +176,14 @@ class LocalCluster:
 
     def _start_node(self, node: ClusterNode) -> None:
         node.directory.mkdir(parents=True, exist_ok=True)
+        if self.secrets is None:
+            ports = ["--port", str(node.port)]
+        else:
+            ports = ["--port", "0", "--tls-port", str(node.port), *self.secrets.server_options()]
         command = [
             self.server,
             "--bind", "127.0.0.1",
-            "--port", str(node.port),
+            *ports,
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(node.directory / "nodes.conf"),
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -178,6 +242,7 @@ class LocalCluster:
             ],
             socket_timeout=2,
             socket_connect_timeout=2,
+            **self._client_options,
         )
 
     def master_of(self, key: str) -> ClusterNode:

@@ -139,7 +139,7 @@ class LoginLoop(threading.Thread):
 
 def test_a_master_killed_during_a_login_loop(
     start_cluster: StartCluster,
-    redis_cluster_factory: Callable[[], LocalCluster],
+    redis_cluster_factory: Callable[..., LocalCluster],
     redis_namespace: str,
     held: list[ftplib.FTP],
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -16,7 +18,9 @@ from ftp_cluster.shared.config import check_setting
 from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, Refusal
 from ftp_cluster.shared.limits.redis import RedisLimits
+from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
 from ftp_cluster.shared.limits.redis.cluster import ClusterURL, parse_cluster_url
+from ftp_cluster.shared.limits.redis.connection import sync_client
 from ftp_cluster.shared.limits.redis.schema import Keys
 from ftp_cluster.shared.settings import RedisSettings
 from tests.redis_cluster import ClusterNode, LocalCluster
@@ -95,7 +99,7 @@ def move_slot(cluster: LocalCluster, key: str) -> tuple[ClusterNode, ClusterNode
 
 
 def test_leases_follow_their_slot_to_another_master(
-    redis_cluster_factory: Callable[[], LocalCluster], redis_namespace: str
+    redis_cluster_factory: Callable[..., LocalCluster], redis_namespace: str
 ) -> None:
     cluster = redis_cluster_factory()
     keys = Keys(redis_namespace, "w")
@@ -126,3 +130,55 @@ def test_leases_follow_their_slot_to_another_master(
             await limits.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_tls_cluster_with_a_password(
+    redis_cluster_factory: Callable[..., LocalCluster], redis_namespace: str
+) -> None:
+    password = "cluster/pw:x@tls"  # quoted in the URL
+    cluster = redis_cluster_factory(replicas=0, tls_password=password)
+    url = cluster.url()
+    assert url.startswith("rediss+cluster://:")
+    caps = ConnectionCaps(server=2)
+
+    async def main() -> None:
+        limits = RedisLimits(url, namespace=redis_namespace, worker_id="w", spare_slots=0)
+        await limits.start()
+        try:
+            assert await limits.leases.admit("a", IP, caps) is None
+            assert await limits.leases.admit("b", IP, caps) is None
+            assert await limits.leases.admit("c", IP, caps) is Refusal.SERVER_FULL
+            buckets = [Bucket("server", 10**6), Bucket("ip:127.0.0.1", 10**6)]
+            assert await limits.bandwidth.reserve(buckets, 1000) >= 0
+            assert limits.stats().healthy
+            await limits.settled()
+            # The supervisor's side, through blocking clients on the same URL.
+            counts = await asyncio.to_thread(_counts, url, redis_namespace)
+            assert counts["sessions"] == 2
+            assert await asyncio.to_thread(release_worker_leases, url, redis_namespace, "w") == 2
+            assert (await asyncio.to_thread(_counts, url, redis_namespace))["sessions"] == 0
+        finally:
+            await limits.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+    # A wrong password is a failure like any other: outage mode, no crash.
+    async def wrong() -> None:
+        bad = url.replace(quote(password, safe=""), "wrong-pw")
+        limits = RedisLimits(bad, namespace=redis_namespace, worker_id="w2")
+        await limits.start()
+        try:
+            assert not limits.stats().healthy
+            assert await limits.leases.admit("z", IP, caps) is Refusal.UNAVAILABLE
+        finally:
+            await limits.close()
+
+    asyncio.run(asyncio.wait_for(wrong(), 30))
+
+
+def _counts(url: str, namespace: str) -> dict[str, Any]:
+    connection = sync_client(url, timeout=2.0)
+    try:
+        return cluster_counts(connection.client, namespace)
+    finally:
+        connection.close()

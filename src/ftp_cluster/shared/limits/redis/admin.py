@@ -34,7 +34,7 @@ def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
         result = connection.client.execute_command(  # type: ignore[no-untyped-call]
             "EVAL", RELEASE_WORKER.source, 1, keys.index, keys.leases, worker_id
         )
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         logger.warning(
             "could not release the leases of worker %s at %s (%s); they expire by themselves",
             worker_id,
