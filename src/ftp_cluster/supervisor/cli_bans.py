@@ -109,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     except ControlError as exc:
         return _fail(f"{exc} (give --config FILE for a cluster with an external Redis)")
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, redis.RedisClusterException, OSError) as exc:
         return _fail(f"Redis is unreachable: {exc}")
     return 0
