@@ -26,7 +26,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ftp_cluster.shared.fields import Invalid, Spec, spec_of
-from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
+from ftp_cluster.shared.settings import (
+    AccountsSettings,
+    ClusterConfig,
+    RedisSettings,
+    ServerSettings,
+    TLSSettings,
+)
 from ftp_cluster.shared.users import Permission, User
 
 __all__ = [
@@ -45,6 +51,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
     "redis": RedisSettings,
     "tls": TLSSettings,
+    "accounts": AccountsSettings,
 }
 
 
@@ -359,11 +366,14 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     loader = _Loader(file, text)
     for name in data:
         if name not in (*_SECTIONS, "users"):
-            message = "unknown table or key (known: [server], [redis], [tls], [[users]])"
+            message = (
+                "unknown table or key (known: [server], [redis], [tls], [accounts], [[users]])"
+            )
             raise loader.error(message, name, name)
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
+    accounts = loader.settings(AccountsSettings, "accounts", loader.table(data, "accounts"))
     users = loader.users(data.get("users"))
     if "root" not in loader.table(data, "server"):
         server = dataclasses.replace(server, root=Path.cwd())
@@ -372,7 +382,9 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     except Invalid as exc:
         where = "private_key" if "private_key" in loader.table(data, "tls") else "certificate"
         raise loader.error(exc.describe(), f"tls.{where}", "tls", where) from None
-    return ClusterConfig(server=server, redis=redis, tls=tls, users=users, source=file)
+    return ClusterConfig(
+        server=server, redis=redis, tls=tls, accounts=accounts, users=users, source=file
+    )
 
 
 def check_tls(tls: TLSSettings) -> None:
@@ -446,6 +458,7 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         server=dataclasses.replace(config.server, **sections["server"]),
         redis=dataclasses.replace(config.redis, **sections["redis"]),
         tls=tls,
+        accounts=dataclasses.replace(config.accounts, **sections["accounts"]),
         users=users,
     )
 

@@ -34,7 +34,7 @@ from ftp_cluster.shared.fields import (
 )
 from ftp_cluster.shared.users import User
 
-__all__ = ["ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
+__all__ = ["AccountsSettings", "ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
 
@@ -169,12 +169,44 @@ class TLSSettings:
         return self.certificate is not None
 
 
+def _postgres_url(value: str) -> None:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise Invalid(
+            "must start with postgresql:// (the value is not shown: it may hold a password)"
+        )
+
+
+@dataclass(frozen=True)
+class AccountsSettings:
+    """Users in PostgreSQL (``[accounts]``): off unless a database is given."""
+
+    database: str | None = setting(
+        None,
+        "PostgreSQL URL of the ftp_users table; None: users come only from [[users]]",
+        check=_postgres_url,
+        secret=True,
+    )
+    cache_seconds: float = setting(
+        5.0,
+        "seconds a user looked up is reused before the database is asked again; 0: no cache",
+        check=between(0, 86400),
+    )
+    pool_size: int = setting(2, "database connections per worker", check=between(1, 100))
+    timeout: float = setting(
+        2.0,
+        "seconds a lookup (connect and query) may take before the login gets 421",
+        check=between(0.1, 60),
+    )
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]``, ``[redis]`` and ``[tls]`` tables and the users."""
+    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]`` and ``[accounts]``
+    tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    accounts: AccountsSettings = field(default_factory=AccountsSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

@@ -20,7 +20,9 @@ import ssl
 import time
 from typing import cast
 
+from ftp_cluster.shared.accounts.database import AccountsUnavailable
 from ftp_cluster.shared.limits.base import Refusal
+from ftp_cluster.shared.users import User
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
@@ -345,7 +347,10 @@ class ControlConnection(asyncio.Protocol):
 
     async def _authenticate(self, request: Authenticate) -> Outcome:
         ctx = self.ctx
-        user = ctx.options.users.find(request.login)
+        try:
+            user = await self._find_user(request.login)
+        except AccountsUnavailable:
+            return Failed(Failure.UNAVAILABLE)
         if user is None:
             return Failed(Failure.UNKNOWN_USER)
         if request.password is None:
@@ -364,6 +369,11 @@ class ControlConnection(asyncio.Protocol):
             return Failed(Failure.USER_LIMIT)
         self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user))
         return Done(user)
+
+    async def _find_user(self, login: str) -> User | None:
+        if self.ctx.accounts is None:
+            return self.ctx.options.users.find(login)
+        return await self.ctx.accounts.find(login)
 
     def _filesystem(self) -> UserFileSystem:
         assert self._fs is not None, "file requests come only after login"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
+from ftp_cluster.shared.accounts.directory import Directory
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
@@ -51,6 +52,7 @@ class WorkerContext:
     connections: set[ManagedConnection] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
+    accounts: Directory | None = None  # None: the session options' users only
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions
     refused: int = 0  # connections refused admission (421): a limit, or Redis down
@@ -63,7 +65,10 @@ class WorkerContext:
         return session_id
 
     def root_for(self, user: User) -> PurePosixPath:
-        return self.roots[user.key]
+        root = self.roots.get(user.key)
+        if root is None:  # a database user: its row may change, so not kept
+            root = self.path_io.real_root(user.base_path or self.settings.root)
+        return root
 
     def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run ``coroutine`` now, inline; if it has to wait, the rest becomes a task

@@ -21,9 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ftp_cluster.shared.accounts.directory import Directory
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.shared.settings import ClusterConfig, ServerSettings, TLSSettings
+from ftp_cluster.shared.settings import (
+    AccountsSettings,
+    ClusterConfig,
+    ServerSettings,
+    TLSSettings,
+)
 from ftp_cluster.shared.users import User, UserTable
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
@@ -141,17 +147,19 @@ class Server:
         limits: LimitsBackend | None = None,
         settings: ServerSettings | None = None,
         tls: TLSSettings | None = None,
+        accounts: AccountsSettings | None = None,
         **options: Any,
     ) -> None:
         self.tls = _tls_settings(tls, options)
         self.settings = _settings(settings, options)
         self.users = UserTable(users if users is not None else (User(),))
+        self.accounts = Directory.from_settings(self.users, accounts)
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
         self._ctx = WorkerContext(
             settings=self.settings,
             options=SessionOptions(
-                users=self.users,
+                users=self.accounts.session_table(),
                 welcome_message=self.settings.welcome_message,
                 system_type=self.settings.system_type,
                 max_line_length=self.settings.max_line_length,
@@ -168,6 +176,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            accounts=self.accounts,
         )
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
@@ -186,8 +195,16 @@ class Server:
         path_io_factory: PathIOFactory = PathIO,
     ) -> Server:
         """A server for a cluster worker, from a loaded configuration."""
-        users = config.users or (User(),)
-        return cls(users, path_io_factory, limits=limits, settings=config.server, tls=config.tls)
+        # With a database, no [[users]] means "only the database's", not "anonymous".
+        users = config.users or (() if config.accounts.database else (User(),))
+        return cls(
+            users,
+            path_io_factory,
+            limits=limits,
+            settings=config.server,
+            tls=config.tls,
+            accounts=config.accounts,
+        )
 
     def _roots(self) -> dict[str, PurePosixPath]:
         default = Path(self.settings.root)
@@ -283,6 +300,7 @@ class Server:
             else:
                 await asyncio.sleep(0.01)
         await self.limits.close()
+        await self.accounts.close()
         self._ctx.pipe.close()
 
     def stats(self) -> ServerStats:
