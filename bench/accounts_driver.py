@@ -83,10 +83,12 @@ async def _psycopg(url: str) -> float | None:
     await pool.open()
 
     async def lookup(login: str) -> None:
-        async with pool.connection() as connection:
-            async with connection.cursor(row_factory=dict_row) as cursor:
-                await cursor.execute(query, (login,), prepare=True)
-                row = await cursor.fetchone()
+        async with (
+            pool.connection() as connection,
+            connection.cursor(row_factory=dict_row) as cursor,
+        ):
+            await cursor.execute(query, (login,), prepare=True)
+            row = await cursor.fetchone()
         assert row is not None
         user_from_row(row)
 

@@ -1,4 +1,5 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate.
+"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate,
+users (in :mod:`~ftp_cluster.supervisor.cli_users`).
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -35,6 +36,7 @@ from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import Permission, User
+from ftp_cluster.supervisor.cli_users import add_users_parser, run_users
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host name or address the certificate is for (repeatable; default: localhost "
         "and 127.0.0.1)",
     )
+    add_users_parser(commands)
     return parser
 
 
@@ -161,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "status": _status,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,
+        "users": run_users,
     }
     sys.exit(handlers[args.command](args))
 
