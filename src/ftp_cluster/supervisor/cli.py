@@ -36,7 +36,7 @@ from ftp_cluster.shared.fields import Invalid
 from ftp_cluster.shared.passwords import hash_password
 from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
 from ftp_cluster.shared.users import Permission, User
-from ftp_cluster.supervisor.cli_users import add_users_parser, run_users
+from ftp_cluster.supervisor.cli_users import add_users_parser, run_users, warn_overlaps
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
@@ -234,6 +234,7 @@ def _start(args: argparse.Namespace) -> int:
         config, overrides = _load(args)
     except ConfigError as exc:
         return _fail(f"config error: {exc}", 2)
+    warn_overlaps(config)
     for module in _PRELOAD:  # import once here rather than in every worker
         importlib.import_module(module)
     pid_file = PidFile(args.pid_file)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +33,13 @@ from ftp_cluster.shared.accounts.rows import (
 )
 from ftp_cluster.shared.accounts.schema import TABLE, migrate
 from ftp_cluster.shared.config import ConfigError, load_config
+from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.shared.passwords import hash_password, is_valid_hash
 from ftp_cluster.shared.users import Permission
 
-__all__ = ["add_users_parser", "run_users"]
+__all__ = ["add_users_parser", "run_users", "warn_overlaps"]
+
+log = logging.getLogger("ftp_cluster.supervisor")
 
 _CONNECT_TIMEOUT = 5.0
 _RIGHTS = {"rw": (True, True), "ro": (True, False), "wo": (False, True), "none": (False, False)}
@@ -320,3 +324,36 @@ def _print_users(users: Sequence[dict[str, Any]], *, as_json: bool) -> None:
         state = "disabled" if user["disabled"] else "enabled"
         problem = f"  BAD ROW: {user['problem']}" if "problem" in user else ""
         print(f"{user['login']}\t{state}\thome {user['home_path']}{problem}")
+
+
+def warn_overlaps(config: ClusterConfig) -> None:
+    """At start-up: warn about logins both [[users]] and the database define (the file wins)."""
+    url = config.accounts.database
+    logins = [user.login for user in config.users if user.login is not None]
+    if url is None or not logins:
+        return
+
+    async def both() -> list[str]:
+        connection = await asyncpg.connect(url, timeout=config.accounts.timeout)
+        try:
+            rows = await connection.fetch(
+                f"SELECT login FROM {TABLE} WHERE login = ANY($1::text[]) ORDER BY login", logins
+            )
+            return [row["login"] for row in rows]
+        finally:
+            await connection.close()
+
+    try:
+        found = asyncio.run(both())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning(
+            "cannot check the users database %s for logins the file defines too: %s",
+            describe_url(url),
+            type(exc).__name__,
+        )
+        return
+    for login in found:
+        log.warning(
+            "login %r is defined in [[users]] and in the users database: the file's is used",
+            login,
+        )

@@ -63,8 +63,8 @@ class UserDatabase:
         """The row of ``login`` (``None``: no such row); raises :class:`AccountsUnavailable`."""
         self.lookups += 1
         try:
-            async with asyncio.timeout(self.timeout):
-                row = await self._fetch(login)
+            # wait_for, not asyncio.timeout: a login may run inline, outside a task.
+            row = await asyncio.wait_for(self._fetch(login), self.timeout)
         except _OUTAGE_ERRORS as exc:
             self.failures += 1
             if not self.down:
