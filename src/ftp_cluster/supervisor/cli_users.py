@@ -33,8 +33,8 @@ from ftp_cluster.shared.accounts.rows import (
 )
 from ftp_cluster.shared.accounts.schema import TABLE, migrate
 from ftp_cluster.shared.config import ConfigError, load_config
-from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.shared.passwords import hash_password, is_valid_hash
+from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.shared.users import Permission
 
 __all__ = ["add_users_parser", "run_users", "warn_overlaps"]

@@ -22,6 +22,8 @@ from ftp_cluster.worker.transfer import Counters
 
 __all__ = ["ManagedConnection", "WorkerContext"]
 
+_MAX_OTHER_ROOTS = 10_000
+
 
 class ManagedConnection(Protocol):
     """What the server does to its open control connections."""
@@ -53,6 +55,8 @@ class WorkerContext:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
     accounts: Directory | None = None  # None: the session options' users only
+    #: Real roots of database users by base_path (resolved once, as the file users' are).
+    other_roots: dict[object, PurePosixPath] = field(default_factory=dict)
     draining: bool = False
     accepted: int = 0  # connections since start; numbers the sessions
     refused: int = 0  # connections refused admission (421): a limit, or Redis down
@@ -66,8 +70,13 @@ class WorkerContext:
 
     def root_for(self, user: User) -> PurePosixPath:
         root = self.roots.get(user.key)
-        if root is None:  # a database user: its row may change, so not kept
-            root = self.path_io.real_root(user.base_path or self.settings.root)
+        if root is None:  # a database user: by its base_path, which its row may change
+            root = self.other_roots.get(user.base_path)
+            if root is None:
+                if len(self.other_roots) >= _MAX_OTHER_ROOTS:
+                    self.other_roots.clear()
+                root = self.path_io.real_root(user.base_path or self.settings.root)
+                self.other_roots[user.base_path] = root
         return root
 
     def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
