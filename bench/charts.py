@@ -5,6 +5,7 @@ concurrency.png  time for N concurrent clients (login, RETR, STOR) by server
 memory.png       memory per idle logged-in session by server
 throttle.png     rate over time of the throttled transfers, against the limit
 churn.png        sessions per second (scenarios 7 and 9)
+ftps.png         FTPS (10-14): throughput, TLS logins, TLS churn, memory per idle TLS session
 """
 
 from __future__ import annotations
@@ -44,9 +45,31 @@ def _grouped_bars(
     hline: tuple[float, str] | None = None,
     log: bool = False,
 ) -> Path | None:
-    if not labels or not any(v is not None for values in series.values() for v in values):
+    if not _has_values(series):
         return None
     figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(labels) + 2), 4.5))
+    _bars(axes, title=title, ylabel=ylabel, labels=labels, series=series, hline=hline, log=log)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _has_values(series: dict[str, list[float | None]]) -> bool:
+    return any(v is not None for values in series.values() for v in values)
+
+
+def _bars(
+    axes: Any,
+    *,
+    title: str,
+    ylabel: str,
+    labels: list[str],
+    series: dict[str, list[float | None]],
+    hline: tuple[float, str] | None = None,
+    log: bool = False,
+) -> None:
+    """Grouped bars, one group per server, one bar per series, on ``axes``."""
     width = 0.8 / max(1, len(series))
     for index, (name, values) in enumerate(series.items()):
         xs = [i + index * width - 0.4 + width / 2 for i in range(len(labels))]
@@ -61,7 +84,63 @@ def _grouped_bars(
     axes.set_ylabel(ylabel + (" (log scale)" if log else ""))
     axes.set_title(title)
     axes.legend(fontsize=8)
+
+
+def _ftps(results: dict[str, Any], out: Path) -> Path | None:
+    """Scenarios 10-14 side by side: four panels, since their units differ."""
+    keys = ("ftps_retr_single", "ftps_stor_single", "ftps_login", "ftps_churn", "ftps_idle_memory")
+    retr, stor, login, churn, idle = (_figures(results, key) for key in keys)
+    raw = results.get("raw_tls_limit") or {}
+    labels = [
+        label
+        for label in results["peers"]
+        if any(label in runs for runs in (retr, stor, login, churn, idle))
+    ]
+
+    def of(runs: dict[str, dict[str, Any]], figure: str) -> list[float | None]:
+        return [runs.get(label, {}).get(figure) for label in labels]
+
+    panels: list[dict[str, Any]] = [
+        {
+            "title": "FTPS single stream (higher is better)",
+            "ylabel": "MB/s",
+            "series": {
+                "RETR best": of(retr, "mb_s_best"),
+                "RETR median": of(retr, "mb_s_median"),
+                "STOR median": of(stor, "mb_s_median"),
+            },
+            "hline": (raw["mb_s_best"], "raw loopback TLS (best)") if "mb_s_best" in raw else None,
+        },
+        {
+            "title": f"{results['options']['clients']} TLS logins (lower is better)",
+            "ylabel": "seconds",
+            "series": {"at once": of(login, "concurrent_s"), "in a row": of(login, "sequential_s")},
+            "log": True,  # vsftpd's backlog makes its burst 100x the others
+        },
+        {
+            "title": "TLS churn (higher is better)",
+            "ylabel": "sessions/s",
+            "series": {"sessions/s": of(churn, "sessions_per_s")},
+        },
+        {
+            "title": f"Memory per idle TLS session ({results['options']['idle_sessions']})",
+            "ylabel": "KiB per session",
+            "series": {
+                "RSS": of(idle, "rss_per_session_kib"),
+                "private (USS)": of(idle, "uss_per_session_kib"),
+                "PSS": of(idle, "pss_per_session_kib"),
+            },
+            "hline": (48.0, "target: 48 KiB"),
+        },
+    ]
+    if not labels or not any(_has_values(panel["series"]) for panel in panels):
+        return None
+    width = max(6.0, 1.3 * len(labels) + 2)
+    figure, grid = plt.subplots(2, 2, figsize=(2 * width, 9))
+    for axes, panel in zip(grid.flat, panels, strict=True):
+        _bars(axes, labels=labels, **panel)
     figure.tight_layout()
+    path = out / "ftps.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
@@ -167,6 +246,7 @@ def draw_all(results: dict[str, Any], out: Path) -> list[Path]:
     """Draw every chart the results have data for; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     drawn = [
-        chart(results, out) for chart in (_throughput, _concurrency, _memory, _throttle, _churn)
+        chart(results, out)
+        for chart in (_throughput, _concurrency, _memory, _throttle, _churn, _ftps)
     ]
     return [path for path in drawn if path is not None]

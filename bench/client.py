@@ -1,7 +1,9 @@
 """A minimal FTP client for load generation: one control connection per session.
 
 Only what the scenarios need: greeting, USER/PASS, TYPE I, EPSV (falling back
-to PASV), RETR, STOR, PWD and QUIT. Replies are parsed by a plain
+to PASV), RETR, STOR, PWD and QUIT, and for FTPS ``AUTH TLS``, ``PBSZ 0`` and
+``PROT P`` with data connections that resume the control session
+(:mod:`bench.ftps`). Replies are parsed by a plain
 ``asyncio.Protocol`` (no streams, no per-line tasks) so thousands of sessions
 stay cheap on the client side; data connections are raw non-blocking sockets:
 RETR reads through :mod:`bench.receiver` and STOR sends with ``os.sendfile``
@@ -15,9 +17,12 @@ import errno
 import os
 import re
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
+from bench.ftps import ProtectedData
 from bench.receiver import Meter, receive
 
 __all__ = ["FtpReplyError", "FtpSession", "Reply", "failure_kind", "send_file"]
@@ -157,19 +162,42 @@ class FtpSession:
         self._protocol = protocol
         self._host = host
         self._epsv = True
+        self._tls: ssl.SSLContext | None = None  # set once the control connection is TLS
+        self.tls_version: str | None = None
+        self.data_connections = 0  # protected data connections handshaken
+        self.data_resumed = 0  # ... of which resumed the control connection's session
 
     @classmethod
-    async def open(cls, host: str, port: int) -> FtpSession:
-        """Connect and read the 220 greeting."""
+    async def open(cls, host: str, port: int, tls: ssl.SSLContext | None = None) -> FtpSession:
+        """Connect and read the 220 greeting; with ``tls``, also AUTH TLS and the handshake."""
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.create_connection(_ControlProtocol, host, port)
         session = cls(transport, protocol, host)
         try:
             await session._expect("<greeting>", 220)
+            if tls is not None:
+                await session._start_tls(tls)
         except BaseException:
             session.abort()
             raise
         return session
+
+    async def _start_tls(self, context: ssl.SSLContext) -> None:
+        await self.command("AUTH TLS", 234)
+        upgraded = await asyncio.get_running_loop().start_tls(
+            self._transport, self._protocol, context, server_hostname=self._host
+        )
+        # uvloop's TLS transport has a Transport's methods without being a subclass.
+        self._transport = cast(asyncio.Transport, upgraded)
+        self._tls = context
+        tls = self._transport.get_extra_info("ssl_object")
+        self.tls_version = tls.version() if tls is not None else None
+
+    def _control_session(self) -> ssl.SSLSession | None:
+        """The control connection's TLS session, taken at each transfer (TLS 1.3 tickets
+        arrive after the handshake)."""
+        tls = self._transport.get_extra_info("ssl_object")
+        return tls.session if tls is not None else None
 
     def _send(self, line: str) -> None:
         self._transport.write(line.encode() + b"\r\n")
@@ -191,6 +219,9 @@ class FtpSession:
         reply = await self._expect("USER", 230, 331)
         if reply.code == 331:
             await self.command(f"PASS {password}", 230)
+        if self._tls is not None:
+            await self.command("PBSZ 0", 200)
+            await self.command("PROT P", 200)
         await self.command("TYPE I", 200)
 
     async def pwd(self) -> str:
@@ -223,9 +254,38 @@ class FtpSession:
         numbers = [int(group) for group in match.groups()]
         return ".".join(map(str, numbers[:4])), numbers[4] * 256 + numbers[5]
 
+    async def _protected(self, sock: socket.socket, command: str) -> ProtectedData:
+        """Send ``command`` and handshake on its data connection while the 150 comes.
+
+        ftp-cluster starts the TLS handshake as soon as the data connection is
+        made; pyftpdlib and vsftpd only after the command: so the client sends
+        the command first and runs its handshake beside the wait for the reply.
+        """
+        assert self._tls is not None
+        data = ProtectedData(sock, self._tls, self._host, self._control_session())
+        handshake = asyncio.ensure_future(data.handshake())
+        try:
+            await self.command(command, 125, 150)
+            await handshake
+        except BaseException:
+            handshake.cancel()
+            data.close()
+            raise
+        self.data_connections += 1
+        self.data_resumed += data.resumed
+        return data
+
     async def retr(self, path: str, meter: Meter | None = None) -> int:
         """Download ``path`` and return the number of bytes received."""
         sock = await self._passive()
+        if self._tls is not None:
+            data = await self._protected(sock, f"RETR {path}")
+            try:
+                received = await data.receive(meter)
+            finally:
+                data.close()
+            await self._expect("RETR", 226, 250)
+            return received
         try:
             await self.command(f"RETR {path}", 125, 150)
         except BaseException:
@@ -238,6 +298,15 @@ class FtpSession:
     async def stor(self, path: str, fd: int, size: int) -> int:
         """Upload ``size`` bytes of ``fd`` as ``path``; returns the bytes sent."""
         sock = await self._passive()
+        if self._tls is not None:
+            data = await self._protected(sock, f"STOR {path}")
+            try:
+                sent = await data.send_file(fd, size)
+                await data.close_notify()
+            finally:
+                data.close()
+            await self._expect("STOR", 226, 250)
+            return sent
         try:
             await self.command(f"STOR {path}", 125, 150)
             sent = await send_file(sock, fd, size)

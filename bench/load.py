@@ -28,6 +28,7 @@ from typing import TypeVar
 import uvloop
 
 from bench.client import FtpSession, failure_kind
+from bench.ftps import client_context
 from bench.receiver import Meter
 
 __all__ = [
@@ -57,6 +58,7 @@ class Target:
     user: str
     password: str
     timeout: float = 30.0  # per session operation (connect+login, one transfer)
+    tls_ca: str | None = None  # FTPS (AUTH TLS, PROT P), trusting this certificate; None: plain
 
 
 @dataclass
@@ -112,7 +114,8 @@ async def _bounded(coro: Awaitable[_T], timeout: float) -> _T:
 
 
 async def _login(target: Target) -> FtpSession:
-    session = await FtpSession.open(target.host, target.port)
+    tls = client_context(target.tls_ca) if target.tls_ca is not None else None
+    session = await FtpSession.open(target.host, target.port, tls)
     try:
         await session.login(target.user, target.password)
     except BaseException:

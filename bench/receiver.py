@@ -14,14 +14,15 @@ import asyncio
 import socket
 import time
 
-__all__ = ["RECV_BUFFER_SIZE", "Meter", "Receiver", "receive"]
+__all__ = ["RECV_BUFFER_SIZE", "Meter", "Receiver", "receive", "shared_buffer"]
 
 RECV_BUFFER_SIZE = 1 << 20
 
 _buffer: memoryview | None = None
 
 
-def _shared_buffer() -> memoryview:
+def shared_buffer() -> memoryview:
+    """The process's one receive buffer (the data is discarded; FTPS decrypts into it too)."""
     global _buffer  # noqa: PLW0603 - one buffer per process, allocated on first use
     if _buffer is None:
         _buffer = memoryview(bytearray(RECV_BUFFER_SIZE))
@@ -53,7 +54,7 @@ class Receiver(asyncio.BufferedProtocol):
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _shared_buffer()
+        return shared_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self.received += nbytes

@@ -144,6 +144,37 @@ def _rows(options: dict[str, Any]) -> list[_Row]:
         _Row("throttle", "pct_of_limit", "8 throttle, % of limit", "{:.1f}%".format),
         _Row("throttle", "steady_pct_of_limit", "8 throttle, steady % of limit", "{:.1f}%".format),
         _Row("throttle", "redis_commands_per_mib", "8 Redis commands/MiB", "{:.1f}".format),
+        *_ftps_rows(single, clients, idle),
+    ]
+
+
+def _ftps_rows(single: str, clients: int, idle: int) -> list[_Row]:
+    """Scenarios 10-14 (FTPS), in the same units as their plain twins."""
+    whole, seconds, kib = "{:.0f}".format, "{:.3f}".format, "{:.1f}".format
+    return [
+        _Row("ftps_retr_single", "mb_s_best", f"10 FTPS RETR {single}, MB/s best", whole),
+        _Row("ftps_retr_single", "mb_s_median", "10 FTPS RETR, MB/s median", whole),
+        _Row("ftps_retr_single", "pct_of_raw_best", "10 FTPS RETR, % of raw TLS", "{:.0f}%".format),
+        _Row("ftps_stor_single", "mb_s_median", f"11 FTPS STOR {single}, MB/s median", whole),
+        _Row("ftps_stor_single", "mb_s_best", "11 FTPS STOR, MB/s best", whole),
+        _Row(
+            "ftps_login",
+            "concurrent_s",
+            f"12 {clients} TLS logins at once, s",
+            seconds,
+            "concurrent_failures",
+        ),
+        _Row(
+            "ftps_login",
+            "sequential_s",
+            f"12 {clients} TLS logins in a row, s",
+            seconds,
+            "sequential_failures",
+        ),
+        _Row("ftps_idle_memory", "rss_per_session_kib", f"13 {idle} idle TLS, KiB RSS", kib),
+        _Row("ftps_idle_memory", "uss_per_session_kib", "13 idle TLS, KiB private", kib),
+        _Row("ftps_idle_memory", "pss_per_session_kib", "13 idle TLS, KiB PSS", kib),
+        _Row("ftps_churn", "sessions_per_s", "14 TLS churn, sessions/s", whole),
     ]
 
 
@@ -151,7 +182,8 @@ def _matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
     """Header, rows (title + one cell per server) and notes of the main table."""
     scenarios: dict[str, Any] = results["scenarios"]
     raw = results.get("raw_limit") or {}
-    columns = (["raw-sendfile"] if raw else []) + list(results["peers"])
+    raw_tls = results.get("raw_tls_limit") or {}
+    columns = (["raw-sendfile"] if raw or raw_tls else []) + list(results["peers"])
     notes: list[str] = []
     table: list[list[str]] = []
     for row in _rows(results["options"]):
@@ -160,8 +192,9 @@ def _matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]], list[s
         runs: dict[str, Any] = scenarios[row.scenario]["results"]
         cells = [row.title]
         for column in columns:
-            if column == "raw-sendfile":
-                value = raw.get(row.figure) if row.scenario == "retr_single" else None
+            if column == "raw-sendfile":  # and the raw TLS limit in the FTPS RETR rows
+                limit = {"retr_single": raw, "ftps_retr_single": raw_tls}.get(row.scenario, {})
+                value = limit.get(row.figure) if "pct" not in row.figure else None
                 cells.append(row.fmt(value) if isinstance(value, int | float) else "")
                 continue
             cells.append(_cell(row, column, runs.get(column), notes))
@@ -192,6 +225,11 @@ def _redis_cost_lines(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"9 Redis backend / in-process: {summary['redis_vs_in_process']:.2f} "
             f"(costs {summary['redis_cost_pct']:.0f}%)"
+        )
+    if "defender_vs_redis" in summary:
+        lines.append(
+            f"9 defender on / off (Redis): {summary['defender_vs_redis']:.2f} "
+            f"(costs {summary['defender_cost_pct']:.0f}%)"
         )
     return lines
 
@@ -233,7 +271,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         *(f"- {note}" for note in dict.fromkeys(notes)),
         *(f"- warning: {warning}" for warning in results.get("warnings", [])),
         "",
-        "Targets (issue 4):",
+        "Targets (issues 4 and 14):",
         "",
     ]
     for check in results.get("targets", []):

@@ -28,14 +28,17 @@ from bench.proctree import LoadWatch
 from bench.rawlimit import measure_once, start_sender
 from bench.report import Progress
 from bench.scenarios import (
+    FTPS_KEYS,
     Context,
     Merger,
     RunPlan,
     Scenario,
     Settings,
     failed_sessions,
+    make_certificate,
     raw_limit,
 )
+from bench.scenarios.scale import SESSIONS_PER_IDLE as CROWD_SESSIONS_PER_IDLE
 from bench.targets import evaluate
 
 __all__ = ["Options", "run"]
@@ -58,9 +61,9 @@ def _sizes(options: Options) -> dict[str, int]:
     keys = {s.key for s in options.scenarios}
     settings = options.settings
     sizes = {}
-    if keys & {"retr_single", "stor_single"}:
+    if keys & {"retr_single", "stor_single", "ftps_retr_single", "ftps_stor_single"}:
         sizes["single"] = settings.single_size
-    if keys & {"retr_many", "stor_many"}:
+    if keys & {"retr_many", "stor_many", "crowd10k"}:
         sizes["many"] = settings.many_size
     if "throttle" in keys:
         sizes["throttle"] = settings.throttle_size
@@ -231,6 +234,8 @@ class _Run:
             server = await plan.peer.start(plan.spec, ctx.dataset.work)
         except PeerUnavailable as exc:
             return {"skipped": str(exc)}
+        if plan.spec.tls is not None:  # the client speaks FTPS to this run
+            server.tls_ca = plan.spec.tls.certificate
         if "password_hash" in server.extra:
             self.results["peers"][plan.peer.name]["password_hash"] = server.extra["password_hash"]
         watch = LoadWatch(server_pid=server.pid)
@@ -316,12 +321,14 @@ async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
             runs.update(await state.scenario_runs(ctx, scenario, entries, progress))
             summary = scenario.summarize(ctx, runs)
             state.results["scenarios"][scenario.key]["summary"] = summary
-            if "raw_limit" in summary:
-                state.results["raw_limit"] = summary["raw_limit"]
+            for key in ("raw_limit", "raw_tls_limit"):
+                if key in summary:
+                    state.results[key] = summary[key]
     finally:
         progress.close()
-        if ctx.raw_sender is not None:
-            await ctx.raw_sender.stop()
+        for sender in (ctx.raw_sender, ctx.raw_tls_sender):
+            if sender is not None:
+                await sender.stop()
 
 
 def _versions(results: dict[str, Any]) -> dict[str, str]:
@@ -345,6 +352,9 @@ async def run(options: Options, progress_stream: Any = None) -> dict[str, Any]:
     state = _Run(options)
     results = state.results
     wanted_fds = settings.idle_sessions * 3 + settings.clients * 4 + 1024
+    if any(s.key == "crowd10k" for s in options.scenarios):
+        # pyftpdlib holds all of scenario 15's sessions (and their data connections) alone.
+        wanted_fds = max(wanted_fds, CROWD_SESSIONS_PER_IDLE * settings.idle_sessions * 2 + 1024)
     results["rlimit_nofile"] = list(raise_fd_limit(wanted_fds))
     state.check_peers()
     sizes = _sizes(options)
@@ -357,6 +367,8 @@ async def run(options: Options, progress_stream: Any = None) -> dict[str, Any]:
     try:
         state.setup_peers(dataset, user, password)
         ctx = Context(settings, dataset, user, password)
+        if any(s.key in FTPS_KEYS for s in options.scenarios):
+            ctx.tls = make_certificate(dataset.work)  # removed with the test files
         await _start_redis(state, ctx, redis)
         await _scenarios(state, ctx, progress_stream)
     finally:

@@ -1,4 +1,4 @@
-"""The speed goals of issue 4, checked against one run's figures (ratios within the run).
+"""The speed goals of issues 4 and 14 (FTPS), checked against one run's figures (ratios within it).
 
 These are goals, not assertions: each is reported as met, not met, or not
 measured (a figure it needs is missing, e.g. a peer was skipped).
@@ -6,6 +6,8 @@ measured (a figure it needs is missing, e.g. a peer was skipped).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 __all__ = ["evaluate", "render_targets"]
 
 _PEERS = ("pyftpdlib", "aioftp", "vsftpd")
+_FTPS = ("ftps_retr_single", "ftps_stor_single", "ftps_login", "ftps_idle_memory", "ftps_churn")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "{:.1f} KiB",
             )
         )
+        checks += _ftps_checks(f, c)
         pct = f.get("throttle", c, "pct_of_limit")
         throttled = results["scenarios"].get("throttle", {}).get("results", {})
         if c in throttled:  # scenario 8 runs the widest ftp-cluster only
@@ -166,12 +170,54 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v: v <= 20,
                 "{:.0f}%",
             ),
+            _check(
+                f"{redis_label or 'ftp-cluster redis'}+defender",
+                "defender costs <= 10% of churn",
+                summary.get("defender_cost_pct"),
+                lambda v: v <= 10,
+                "{:.0f}%",
+            ),
         ]
     return checks
 
 
+def _ftps_checks(f: _Figures, c: str) -> list[dict[str, Any]]:
+    """Issue 14's goals for scenarios 10-14 (FTPS), for ftp-cluster variant ``c``."""
+    if not any(f.results["scenarios"].get(key) for key in _FTPS):
+        return []
+    checks = []
+    for key, name, figure in (
+        ("ftps_retr_single", "FTPS RETR", "mb_s_best"),
+        ("ftps_stor_single", "FTPS STOR (median)", "mb_s_median"),
+    ):
+        mine = f.get(key, c, figure)
+        for peer, goal in (("vsftpd", 1.0), ("pyftpdlib", 1.5)):
+            value = _ratio(mine, f.get(key, peer, figure))
+            met: Callable[[float], bool] = functools.partial(operator.le, goal)
+            checks.append(_check(c, f"{name} >= {goal:.1f}x {peer}", value, met, "{:.2f}x"))
+    for figure, name in (("concurrent_s", "at once"), ("sequential_s", "in a row")):
+        value = _ratio(f.get("ftps_login", c, figure), f.get("ftps_login", "pyftpdlib", figure))
+        checks.append(
+            _check(c, f"TLS login {name} <= 1.0x pyftpdlib", value, lambda v: v <= 1.0, "{:.2f}x")
+        )
+    churn = _ratio(
+        f.get("ftps_churn", c, "sessions_per_s"), f.get("ftps_churn", "pyftpdlib", "sessions_per_s")
+    )
+    checks += [
+        _check(c, "TLS churn >= 1.0x pyftpdlib", churn, lambda v: v >= 1.0, "{:.2f}x"),
+        _check(
+            c,
+            "idle TLS session <= 48 KiB",
+            f.get("ftps_idle_memory", c, "rss_per_session_kib"),
+            lambda v: v <= 48,
+            "{:.1f} KiB",
+        ),
+    ]
+    return checks
+
+
 def render_targets(checks: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets (issue 4), ratios within this run:"]
+    lines = ["", "Targets (issues 4 and 14), ratios within this run:"]
     for check in checks:
         mark = {True: "met", False: "NOT met", None: "n/a"}[check["met"]]
         lines.append(f"  {mark:8} {check['server']:26} {check['target']}: {check['shown']}")

@@ -39,6 +39,11 @@ class AioftpPeer(Peer):
             return "aioftp is not installed (pip install -e '.[bench]')"
         return None
 
+    def cannot_serve(self, spec: ServeSpec) -> str | None:
+        if spec.tls is not None:
+            return "aioftp has no explicit FTPS (AUTH TLS): its ssl= option is implicit TLS only"
+        return None
+
     async def start(self, spec: ServeSpec, workdir: Path) -> Running:
         argv = [sys.executable, "-m", "bench.peers.aioftp_peer"]
         argv += ["--root", str(spec.root), "--user", spec.user, "--password", spec.password]

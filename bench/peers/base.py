@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Peer", "PeerUnavailable", "Running", "ServeSpec", "free_port", "launch"]
+__all__ = ["Peer", "PeerUnavailable", "Running", "ServeSpec", "TLSFiles", "free_port", "launch"]
 
 _START_TIMEOUT = 30.0
 _HARNESS_ROOT = Path(__file__).resolve().parents[2]  # so children can import ``bench``
@@ -32,6 +32,14 @@ _STOP_TIMEOUT = 15.0
 
 class PeerUnavailable(Exception):
     """This server cannot run here (or cannot run this scenario); the message says why."""
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The run's certificate and key (PEM), the same for every server that serves FTPS."""
+
+    certificate: Path
+    private_key: Path
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class ServeSpec:
     maximum_connections: int | None = None
     maximum_connections_per_ip: int | None = None
     redis_url: str | None = None  # ftp-cluster only: use this Redis instead of its default
+    tls: TLSFiles | None = None  # serve explicit FTPS (AUTH TLS) with these; the client speaks it
+    defender: bool = False  # ftp-cluster only: [defender] on (never bans: threshold far off)
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Running:
     process: subprocess.Popen[bytes]
     log: Path
     extra: dict[str, str] = field(default_factory=dict)
+    tls_ca: Path | None = None  # set when serving FTPS: the certificate the client trusts
 
     @property
     def pid(self) -> int:

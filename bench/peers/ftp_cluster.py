@@ -88,6 +88,14 @@ class FtpClusterPeer(Peer):
         lines = ["[server]", *(f"{key} = {_toml_value(value)}" for key, value in server.items())]
         if spec.redis_url is not None:
             lines += ["", "[redis]", f"url = {_toml_value(spec.redis_url)}"]
+        if spec.tls is not None:  # TLS required for logins and data, as for every FTPS peer
+            lines += ["", "[tls]", f"certificate = {_toml_value(spec.tls.certificate)}"]
+            lines += [f"private_key = {_toml_value(spec.tls.private_key)}", 'required = "all"']
+            lines += ['session_reuse = "required"']
+        if spec.defender:
+            # Every connection is checked against the bans, nobody reaches the threshold.
+            lines += ["", "[defender]", "enabled = true", "threshold = 1000000000"]
+            lines += ["login_delay = 0"]
         lines += ["", "[[users]]", f"login = {_toml_value(spec.user)}"]
         lines += [f"password = {_toml_value(spec.password)}", 'home_path = "/"']
         return "\n".join(lines) + "\n"

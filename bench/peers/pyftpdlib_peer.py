@@ -12,6 +12,7 @@ server; imported, it is the harness's handle on it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import re
 import sys
@@ -30,6 +31,8 @@ class PyftpdlibPeer(Peer):
     notes = (
         "single process: its multi-process mode shares one epoll across forks and hangs under load",
         "listen backlog 1024 (its default of 100 drops connection bursts)",
+        "FTPS (10-14): TLS_FTPHandler on pyOpenSSL, TLS required; it does not check that "
+        "data connections resume the control session",
     )
 
     def version(self) -> str:
@@ -45,16 +48,21 @@ class PyftpdlibPeer(Peer):
     def cannot_serve(self, spec: ServeSpec) -> str | None:
         if spec.write_speed_limit is not None:
             return "pyftpdlib throttles per connection only (ThrottledDTPHandler)"
+        if spec.tls is not None and importlib.util.find_spec("OpenSSL") is None:
+            return "pyftpdlib's TLS_FTPHandler needs pyOpenSSL (pip install -e '.[bench]')"
         return None
 
     async def start(self, spec: ServeSpec, workdir: Path) -> Running:
         argv = [sys.executable, "-m", "bench.peers.pyftpdlib_peer"]
         argv += ["--root", str(spec.root), "--user", spec.user, "--password", spec.password]
+        if spec.tls is not None:
+            argv += ["--certificate", str(spec.tls.certificate)]
+            argv += ["--private-key", str(spec.tls.private_key)]
         process, match, log = await launch(argv, workdir, _READY, name=self.name)
         return Running("127.0.0.1", int(match.group(1)), process, log)
 
 
-def _serve(root: str, user: str, password: str) -> None:
+def _serve(root: str, user: str, password: str, tls: tuple[str, str] | None) -> None:
     # Only the server process needs pyftpdlib; the harness imports this module without it.
     from pyftpdlib.authorizers import DummyAuthorizer  # noqa: PLC0415
     from pyftpdlib.handlers import FTPHandler  # noqa: PLC0415
@@ -66,6 +74,14 @@ def _serve(root: str, user: str, password: str) -> None:
     authorizer = DummyAuthorizer()
     authorizer.add_user(user, password, root, perm="elradfmwMT")
     handler = type("BenchHandler", (FTPHandler,), {"authorizer": authorizer})
+    if tls is not None:
+        # TLS required for logins and data, as for every FTPS peer; TLS 1.2 and 1.3;
+        # pyftpdlib has no check of data-session reuse.
+        from pyftpdlib.handlers import TLS_FTPHandler  # noqa: PLC0415 - needs pyOpenSSL
+
+        attributes = {"authorizer": authorizer, "certfile": tls[0], "keyfile": tls[1]}
+        attributes |= {"tls_control_required": True, "tls_data_required": True}
+        handler = type("BenchTLSHandler", (TLS_FTPHandler,), attributes)
     server = FTPServer(("127.0.0.1", 0), handler, backlog=1024)
     server.max_cons = 0  # unlimited, like every other peer (default 512)
     port = server.socket.getsockname()[1]
@@ -78,5 +94,8 @@ if __name__ == "__main__":
     parser.add_argument("--root", required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
+    parser.add_argument("--certificate")
+    parser.add_argument("--private-key")
     args = parser.parse_args()
-    _serve(args.root, args.user, args.password)
+    tls = (args.certificate, args.private_key) if args.certificate else None
+    _serve(args.root, args.user, args.password, tls)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.client import FtpSession
+from bench.ftps import client_context
 from bench.peers.base import Peer, PeerUnavailable, Running, ServeSpec, free_port
 
 __all__ = ["VsftpdPeer"]
@@ -38,6 +39,8 @@ class VsftpdPeer(Peer):
         "standalone from a generated config; lock_upload_files=NO, seccomp_sandbox=NO, "
         "use_sendfile=YES; one process per session (two before login)",
         "listen backlog fixed at 32 by vsftpd: connection bursts overflow it",
+        "FTPS (10-14): ssl_enable, require_ssl_reuse, TLS forced for logins and data, "
+        "ssl_ciphers=HIGH:!aNULL",
     )
 
     def __init__(self) -> None:
@@ -129,6 +132,23 @@ class VsftpdPeer(Peer):
     def hash_description(self) -> str:
         return f"SHA-512 crypt ({self.password_hash[:3]}, 5000 rounds): {self.password_hash}"
 
+    def _tls_config(self, spec: ServeSpec) -> dict[str, str]:
+        if spec.tls is None:
+            return {}
+        return {
+            "ssl_enable": "YES",
+            "rsa_cert_file": str(spec.tls.certificate),
+            "rsa_private_key_file": str(spec.tls.private_key),
+            "require_ssl_reuse": "YES",  # as the issue asks: data connections must resume
+            "allow_anon_ssl": "NO",
+            "force_local_logins_ssl": "YES",
+            "force_local_data_ssl": "YES",
+            "ssl_request_cert": "NO",  # nobody else asks for a client certificate
+            # Debian's default list (ECDHE-RSA-AES256-GCM-SHA384) has no TLS 1.2 suite
+            # for an EC key; TLS 1.3 suites are not governed by this.
+            "ssl_ciphers": "HIGH:!aNULL",
+        }
+
     def _config(self, spec: ServeSpec, port: int, empty: Path) -> str:
         lines = {
             "listen": "YES",
@@ -159,7 +179,7 @@ class VsftpdPeer(Peer):
             "userlist_enable": "NO",
             "tcp_wrappers": "NO",
             "ftpd_banner": "vsftpd ready",
-        }
+        } | self._tls_config(spec)
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
     async def start(self, spec: ServeSpec, workdir: Path) -> Running:
@@ -183,10 +203,12 @@ class VsftpdPeer(Peer):
                 start_new_session=True,
             )
         running = Running("127.0.0.1", port, process, log, {"password_hash": self.hash_description})
+        # With FTPS it refuses plain logins (force_local_logins_ssl): check the TLS one.
+        tls = None if spec.tls is None else client_context(str(spec.tls.certificate))
         deadline = time.monotonic() + _READY_TIMEOUT
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                session = await FtpSession.open("127.0.0.1", port)
+                session = await FtpSession.open("127.0.0.1", port, tls)
             except OSError:
                 await asyncio.sleep(0.05)
                 continue

@@ -1,4 +1,4 @@
-"""The nine scenarios of issue 4, by number and key.
+"""The scenarios of issue 4 (1-9), the FTPS ones of issue 14 (10-14) and issue 17's 15.
 
 Every scenario drives a server through the same client (:mod:`bench.client`,
 :mod:`bench.load`) with the same account, files and settings; see
@@ -34,9 +34,12 @@ from bench.scenarios.crowd import (
     retr_many,
     stor_many,
 )
+from bench.scenarios.ftps import FTPS_KEYS, FTPS_SCENARIOS, make_certificate
+from bench.scenarios.scale import crowd10k, plan_crowd10k, summarize_crowd10k
 from bench.scenarios.single import raw_limit, retr_single, stor_single, summarize_retr_single
 
 __all__ = [
+    "FTPS_KEYS",
     "MB",
     "SCENARIOS",
     "Context",
@@ -47,6 +50,7 @@ __all__ = [
     "Scenario",
     "Settings",
     "failed_sessions",
+    "make_certificate",
     "raw_limit",
     "select",
 ]
@@ -117,6 +121,19 @@ SCENARIOS: tuple[Scenario, ...] = (
         redis_cost,
         plan_redis_cost,
         summarize_redis_cost,
+    ),
+    *FTPS_SCENARIOS,
+    Scenario(
+        15,
+        "crowd10k",
+        "10,000 sessions, 1,000 RETRs",
+        "seconds",
+        "s",
+        True,
+        crowd10k,
+        plan_crowd10k,
+        summarize_crowd10k,
+        merge=merge_transfer_rounds,
     ),
 )
 

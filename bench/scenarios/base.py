@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from bench.client import FtpSession
 from bench.files import Dataset
 from bench.load import Target, open_sessions
-from bench.peers.base import Peer, Running, ServeSpec
+from bench.peers.base import Peer, Running, ServeSpec, TLSFiles
 from bench.private_redis import PrivateRedis
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "RunPlan",
     "Scenario",
     "Settings",
+    "TLSTally",
     "bounded",
     "counts",
     "failed_sessions",
@@ -94,13 +95,18 @@ class Context:
     redis: PrivateRedis | None = None
     raw_sender: Running | None = None  # the raw sendfile sender, while scenario 1 runs
     raw_rates: list[float] = field(default_factory=list)  # every raw measurement of the run
+    raw_tls_sender: Running | None = None  # the raw TLS sender, from scenario 10 on
+    raw_tls_rates: list[float] = field(default_factory=list)
     reporter: Reporter = field(default_factory=Reporter)
+    tls: TLSFiles | None = None  # the run's certificate, when FTPS scenarios run
 
     def spec(self, **changes: Any) -> ServeSpec:
         return replace(ServeSpec(self.dataset.root, self.user, self.password), **changes)
 
     def target(self, server: Running) -> Target:
-        return Target(server.host, server.port, self.user, self.password, self.settings.timeout)
+        ca = None if server.tls_ca is None else str(server.tls_ca)
+        timeout = self.settings.timeout
+        return Target(server.host, server.port, self.user, self.password, timeout, ca)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,28 @@ class Scenario:
     # ratio compares are then seconds apart, not minutes, and the machine's
     # drift hits every server alike. None: one run per server.
     merge: Merger | None = None
+
+
+@dataclass
+class TLSTally:
+    """What the FTPS sessions of a run negotiated: versions, data connections resumed."""
+
+    versions: Counter[str] = field(default_factory=Counter)
+    data_connections: int = 0
+    data_resumed: int = 0
+
+    def add(self, session: FtpSession) -> None:
+        if session.tls_version is not None:
+            self.versions[session.tls_version] += 1
+        self.data_connections += session.data_connections
+        self.data_resumed += session.data_resumed
+
+    def figures(self) -> Figures:
+        """Nothing for a plain FTP run."""
+        if not self.versions:
+            return {}
+        tls = {"versions": counts(self.versions), "data_connections": self.data_connections}
+        return {"tls": tls | {"data_resumed": self.data_resumed}}
 
 
 async def bounded(coro: Awaitable[_T], timeout: float) -> _T:

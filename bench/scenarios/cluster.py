@@ -113,7 +113,12 @@ def plan_redis_cost(ctx: Context, peers: list[Peer]) -> list[RunPlan]:
     if ctx.redis is None:
         return [local, RunPlan(f"{peer.name} redis", peer, ctx.spec(), "no private redis-server")]
     remote = RunPlan(f"{peer.name} redis", peer, ctx.spec(redis_url=ctx.redis.url, **caps))
-    return [local, remote]
+    defended = RunPlan(
+        f"{peer.name} redis+defender",
+        peer,
+        ctx.spec(redis_url=ctx.redis.url, defender=True, **caps),
+    )
+    return [local, remote, defended]
 
 
 async def redis_cost(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
@@ -123,6 +128,8 @@ async def redis_cost(ctx: Context, server: Running, spec: ServeSpec) -> Figures:
     calls_before, cpu_before = redis.load() if redis is not None else (0, 0.0)
     figures = await churn_run(ctx, server, settings.churn_clients, settings.duration)
     figures["backend"] = "redis" if spec.redis_url else "in-process"
+    if spec.defender:
+        figures["backend"] = "redis+defender"
     if redis is None:
         return figures
     if figures.get("sessions"):
@@ -152,4 +159,10 @@ def summarize_redis_cost(ctx: Context, results: dict[str, Figures]) -> Figures:
     if not local or not remote or not local.get("sessions_per_s"):
         return {}
     ratio = remote["sessions_per_s"] / local["sessions_per_s"]
-    return {"redis_vs_in_process": ratio, "redis_cost_pct": 100 * (1 - ratio)}
+    summary: Figures = {"redis_vs_in_process": ratio, "redis_cost_pct": 100 * (1 - ratio)}
+    defended = next((f for f in results.values() if f.get("backend") == "redis+defender"), None)
+    if defended and defended.get("sessions_per_s") and remote.get("sessions_per_s"):
+        # The defender's cost on top of the Redis backend it runs on.
+        shield = defended["sessions_per_s"] / remote["sessions_per_s"]
+        summary |= {"defender_vs_redis": shield, "defender_cost_pct": 100 * (1 - shield)}
+    return summary

@@ -10,18 +10,25 @@ from collections import Counter
 
 from bench.client import failure_kind
 from bench.peers.base import Running, ServeSpec
-from bench.rawlimit import measure_once
+from bench.rawlimit import measure_once, start_sender
 from bench.scenarios.base import (
     MB,
     SINGLE,
     Context,
     Figures,
+    TLSTally,
     bounded,
     counts,
     one_session,
 )
 
-__all__ = ["raw_limit", "retr_single", "stor_single", "summarize_retr_single"]
+__all__ = [
+    "raw_limit",
+    "retr_single",
+    "stor_single",
+    "summarize_ftps_retr_single",
+    "summarize_retr_single",
+]
 
 
 def spread(values: list[float]) -> Figures:
@@ -46,14 +53,16 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     rates: list[float] = []
     adjacent: list[float] = []
     failures: Counter[str] = Counter()
+    tls = TLSTally()
+    sender, raw_rates = await _raw_sender(ctx, spec)
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
-        if ctx.raw_sender is not None:
+        if sender is not None:
             # Loopback speed drifts with the machine's load: a raw measurement
             # right next to each FTP run keeps the limit honest.
-            rate = await measure_once(ctx.raw_sender, size, ctx.settings.timeout)
+            rate = await measure_once(sender, size, ctx.settings.timeout)
             adjacent.append(rate)
-            ctx.raw_rates.append(rate)
+            raw_rates.append(rate)
         session = await one_session(ctx, server, failures)
         if session is None:
             continue
@@ -68,10 +77,21 @@ async def retr_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
         except Exception as exc:  # counted, and the next run goes on
             failures[failure_kind(exc)] += 1
         finally:
+            tls.add(session)
             await session.quit()
     figures = spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
     figures["raw_adjacent_mb_s"] = [round(rate / MB, 1) for rate in adjacent]
-    return figures
+    return figures | tls.figures()
+
+
+async def _raw_sender(ctx: Context, spec: ServeSpec) -> tuple[Running | None, list[float]]:
+    """The raw sender this RETR run compares with: plain sendfile, or TLS for FTPS."""
+    if spec.tls is None:
+        return ctx.raw_sender, ctx.raw_rates
+    if ctx.raw_tls_sender is None:  # started by the first FTPS run; the runner stops it
+        source = ctx.dataset.real(SINGLE)
+        ctx.raw_tls_sender = await start_sender(source, ctx.dataset.work, spec.tls)
+    return ctx.raw_tls_sender, ctx.raw_tls_rates
 
 
 def raw_limit(rates: list[float], size: int) -> Figures:
@@ -99,6 +119,18 @@ def summarize_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
     return {"raw_limit": raw}
 
 
+def summarize_ftps_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
+    """Percentages of the raw TLS limit (OpenSSL alone, no FTP) of scenario 10."""
+    if not ctx.raw_tls_rates:
+        return {}
+    raw = raw_limit(ctx.raw_tls_rates, ctx.settings.single_size)
+    for figures in results.values():
+        if "mb_s_best" in figures:
+            figures["pct_of_raw_best"] = 100 * figures["mb_s_best"] / raw["mb_s_best"]
+            figures["pct_of_raw_median"] = 100 * figures["mb_s_median"] / raw["mb_s_median"]
+    return {"raw_tls_limit": raw}
+
+
 # --- 2. single-stream STOR ---------------------------------------------------------------------
 
 
@@ -107,6 +139,7 @@ async def stor_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
     source = str(ctx.dataset.real(SINGLE))
     rates: list[float] = []
     failures: Counter[str] = Counter()
+    tls = TLSTally()
     ctx.dataset.warm(size)  # each later run reuses the pages the one before freed
     for run in range(ctx.settings.repeat):
         ctx.reporter.detail(f"run {run + 1}/{ctx.settings.repeat}")
@@ -127,9 +160,11 @@ async def stor_single(ctx: Context, server: Running, spec: ServeSpec) -> Figures
             failures[failure_kind(exc)] += 1
         finally:
             _close(fd)
+            tls.add(session)
             await session.quit()
             ctx.dataset.clear_uploads()
-    return spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
+    figures = spread(rates) | {"bytes": size, "runs": len(rates), "failures": counts(failures)}
+    return figures | tls.figures()
 
 
 def _close(fd: int) -> None:

@@ -30,8 +30,14 @@ SERVED_BY_BOTH = (
     "stor_many",
     "idle_memory",
     "churn",
+    # FTPS: pyftpdlib's TLS_FTPHandler (pyOpenSSL, in the bench extra) and ftp-cluster.
+    "ftps_retr_single",
+    "ftps_stor_single",
+    "ftps_login",
+    "ftps_idle_memory",
+    "ftps_churn",
 )
-CHARTS = {"throughput.png", "concurrency.png", "memory.png", "churn.png"}
+CHARTS = {"throughput.png", "concurrency.png", "memory.png", "churn.png", "ftps.png"}
 
 
 def _headline(results: dict[str, Any], key: str, label: str) -> float:
@@ -114,6 +120,27 @@ def test_ftp_cluster_ran_or_says_why_not(quick_run: tuple[dict[str, Any], Path, 
     for label in ("ftp-cluster-1 in-process", "ftp-cluster-1 redis"):
         assert _headline(results, "redis_cost", label) > 0, label
     assert results["scenarios"]["redis_cost"]["summary"]["redis_vs_in_process"] > 0
+
+
+def test_ftps_scenarios_speak_tls_and_resume_on_data_connections(
+    quick_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    results, _out, output = quick_run
+    for label in ("pyftpdlib", "ftp-cluster-2"):
+        if label == "ftp-cluster-2" and results["peers"][label]["skipped"]:
+            continue  # test_ftp_cluster_ran_or_says_why_not says why
+        for key in ("ftps_retr_single", "ftps_stor_single"):
+            figures = results["scenarios"][key]["results"][label]
+            tls = figures["tls"]
+            assert set(tls["versions"]) <= {"TLSv1.2", "TLSv1.3"} and tls["versions"], tls
+            # Every data connection resumed the control connection's TLS session
+            # (ftp-cluster refuses one that does not: the transfer would have failed).
+            assert tls["data_connections"] == figures["runs"] > 0, (key, label, figures)
+            assert tls["data_resumed"] == tls["data_connections"], (key, label, tls)
+        # Plain scenarios stay plain.
+        assert "tls" not in results["scenarios"]["retr_single"]["results"][label]
+    assert "10 FTPS RETR" in output and "14 TLS churn" in output
+    assert any(check["target"] == "idle TLS session <= 48 KiB" for check in results["targets"])
 
 
 def test_outputs_table_and_charts(quick_run: tuple[dict[str, Any], Path, str]) -> None:

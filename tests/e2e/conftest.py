@@ -88,7 +88,10 @@ class _Records(logging.Handler):
         self.records.append(record)
 
     def text(self) -> str:
-        return "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in self.records)
+        return "\n".join(
+            f"{r.getMessage()} {r.args!r} {getattr(r, 'fields', '')} {r.exc_text or ''}"
+            for r in self.records
+        )
 
 
 @pytest.fixture

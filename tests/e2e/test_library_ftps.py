@@ -129,6 +129,7 @@ def test_tls_policy_replies(run_server: ServerFactory, certs: Certificates) -> N
     assert "AUTH TLS" in plain.sendcmd("FEAT")
     with pytest.raises(ftplib.error_perm, match="530"):
         plain.login("alice", PASSWORD)
+    assert running.server.stats().logins_tls_required == 1  # feeds logins_total
     with pytest.raises(ftplib.error_perm, match="503"):
         plain.sendcmd("PBSZ 0")
     with pytest.raises(ftplib.error_perm, match="504"):

@@ -255,15 +255,16 @@ def test_quit_releases_the_slot_before_221_is_read(run_server: ServerFactory) ->
 def test_server_and_ip_limits_are_421_and_user_limit_530(run_server: ServerFactory) -> None:
     running = run_server(
         lambda: Server(
-            (User("u", "p", maximum_connections=1), User()),
+            (User("u", "limits-Pw-7731", maximum_connections=1), User()),
             path_io_factory=MemoryPathIO,
             maximum_connections=3,
             maximum_connections_per_ip=2,
         )
     )
-    first = running.client("u", "p")
+    # A distinctive password: the refused login is logged (never its password).
+    first = running.client("u", "limits-Pw-7731")
     with pytest.raises(ftplib.error_perm, match="530"):
-        running.client("u", "p")
+        running.client("u", "limits-Pw-7731")
     second = running.client("anonymous")
     with pytest.raises(ftplib.error_temp, match="421"):
         running.client(user="")

@@ -231,13 +231,15 @@ def test_download_throttles_hold(run_server: ServerFactory, option: str) -> None
 def test_user_upload_throttle_is_shared_by_its_sessions(run_server: ServerFactory) -> None:
     rate = 2 * MiB
     running = run_server(
-        lambda: Server((User("u", "p", read_speed_limit=rate),), path_io_factory=MemoryPathIO)
+        lambda: Server(
+            (User("u", "pw-throttle-3141", read_speed_limit=rate),), path_io_factory=MemoryPathIO
+        )
     )
     payload = os.urandom(2 * MiB)
     durations: list[float] = []
 
     def upload(index: int) -> None:
-        ftp = running.client("u", "p")
+        ftp = running.client("u", "pw-throttle-3141")
         started = time.monotonic()
         ftp.storbinary(f"STOR f{index}", io.BytesIO(payload))
         durations.append(time.monotonic() - started)
@@ -268,8 +270,10 @@ def test_client_that_never_connects_gets_425_after_wait_future_timeout(
 @pytest.mark.parametrize("option", ["write_speed_limit", "write_speed_limit_per_connection"])
 def test_user_download_throttles_hold(run_server: ServerFactory, option: str) -> None:
     limits: dict[str, Any] = {option: 2 * MiB}
-    running = run_server(lambda: Server((User("u", "p", **limits),), path_io_factory=MemoryPathIO))
-    ftp = running.client("u", "p")
+    running = run_server(
+        lambda: Server((User("u", "pw-throttle-3141", **limits),), path_io_factory=MemoryPathIO)
+    )
+    ftp = running.client("u", "pw-throttle-3141")
     ftp.storbinary("STOR f", io.BytesIO(os.urandom(4 * MiB)))
     size, elapsed = _timed_download(ftp, "f")
     assert size == 4 * MiB

@@ -2,7 +2,8 @@
 
 A session must see the same limits whatever the deployment, so each part
 (:class:`~ftp_cluster.shared.limits.base.Leases`,
-:class:`~ftp_cluster.shared.limits.base.Bandwidth`) has one class of tests
+:class:`~ftp_cluster.shared.limits.base.Bandwidth`,
+:class:`~ftp_cluster.shared.limits.base.Quotas`) has one class of tests
 here, run on each of these back ends:
 
 * ``local``: the in-process :class:`LocalLimits`;
@@ -30,7 +31,15 @@ from typing import Any, Literal
 
 import pytest
 
-from ftp_cluster.shared.limits.base import Bucket, ConnectionCaps, LimitsBackend, Refusal
+from ftp_cluster.shared.limits.base import (
+    Bucket,
+    ConnectionCaps,
+    LimitsBackend,
+    QuotaLimits,
+    QuotaRefusal,
+    Refusal,
+    Usage,
+)
 from ftp_cluster.shared.limits.bucket import EFFECTIVE_BURST_SECONDS
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.limits.redis import RedisLimits
@@ -283,3 +292,75 @@ class TestBandwidth(Contract):
         sizes = [limits.bandwidth.chunk_size(rate) for rate in (1, 1024, RATE, 1000 * RATE)]
         assert all(size > 0 for size in sizes)
         assert sizes == sorted(sizes)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS, indirect=True)
+class TestQuotas(Contract):
+    """:class:`~ftp_cluster.shared.limits.base.Quotas`: tallies, reservations, adjustments.
+
+    In outage mode a tally only exists once set meanwhile (a scan): the
+    outage-specific rules (last known tally, share of the room) are in
+    ``tests/shared/test_limits_quotas.py``.
+    """
+
+    async def test_reservations_stop_at_the_quota_edge(self, limits: LimitsBackend) -> None:
+        quota = QuotaLimits(bytes=1000)
+        assert await limits.quotas.set_usage("alice", Usage(100, 1))
+        assert await limits.quotas.reserve("alice", quota, 600) == 600
+        # Only what is left of the quota is granted, then nothing.
+        assert await limits.quotas.reserve("alice", quota, 600) == 300
+        assert await limits.quotas.reserve("alice", quota, 1) == 0
+        assert await limits.quotas.usage("alice") == Usage(1000, 1)
+
+    async def test_files_are_all_or_nothing(self, limits: LimitsBackend) -> None:
+        quota = QuotaLimits(files=2)
+        assert await limits.quotas.set_usage("alice", Usage(0, 1))
+        assert await limits.quotas.reserve("alice", quota, 10, files=1) == 10
+        assert await limits.quotas.reserve("alice", quota, 10, files=1) is QuotaRefusal.FILES
+        # A refusal adds nothing; bytes alone are not limited here.
+        assert await limits.quotas.usage("alice") == Usage(10, 2)
+        assert await limits.quotas.reserve("alice", quota, 5000) == 5000
+
+    async def test_unlimited_quota_grants_everything(self, limits: LimitsBackend) -> None:
+        assert await limits.quotas.set_usage("bob", Usage(5, 5))
+        assert await limits.quotas.reserve("bob", QuotaLimits(), 10**12, files=3) == 10**12
+        assert await limits.quotas.usage("bob") == Usage(10**12 + 5, 8)
+
+    async def test_adjust_frees_space_and_never_goes_below_zero(
+        self, limits: LimitsBackend
+    ) -> None:
+        quota = QuotaLimits(bytes=100)
+        assert await limits.quotas.set_usage("alice", Usage(100, 2))
+        assert await limits.quotas.reserve("alice", quota, 1) == 0
+        await limits.quotas.adjust("alice", -40, -1)
+        assert await limits.quotas.usage("alice") == Usage(60, 1)
+        assert await limits.quotas.reserve("alice", quota, 50) == 40
+        await limits.quotas.adjust("alice", -1000, -5)
+        assert await limits.quotas.usage("alice") == Usage(0, 0)
+
+    async def test_users_are_independent(self, limits: LimitsBackend) -> None:
+        quota = QuotaLimits(bytes=10)
+        assert await limits.quotas.set_usage("alice", Usage(10, 0))
+        assert await limits.quotas.set_usage("bob", Usage(0, 0))
+        assert await limits.quotas.reserve("alice", quota, 5) == 0
+        assert await limits.quotas.reserve("bob", quota, 5) == 5
+
+    async def test_set_only_if_unknown_keeps_an_existing_tally(self, limits: LimitsBackend) -> None:
+        assert await limits.quotas.set_usage("alice", Usage(7, 1), only_if_unknown=True)
+        assert not await limits.quotas.set_usage("alice", Usage(9, 9), only_if_unknown=True)
+        assert await limits.quotas.usage("alice") == Usage(7, 1)
+        # A full scan's result always wins.
+        assert await limits.quotas.set_usage("alice", Usage(9, 9))
+        assert await limits.quotas.usage("alice") == Usage(9, 9)
+
+    async def test_unknown_tally_grants_nothing(self, limits: LimitsBackend) -> None:
+        assert await limits.quotas.usage("nobody") is None
+        refusal = await limits.quotas.reserve("nobody", QuotaLimits(bytes=10), 5)
+        # Healthy: scan first; Redis down: the tally cannot be had at all (452).
+        expected = QuotaRefusal.UNKNOWN if limits.stats().healthy else QuotaRefusal.UNAVAILABLE
+        assert refusal is expected
+        await limits.quotas.adjust("nobody", 5, 1)  # no tally: stays unknown
+        assert await limits.quotas.usage("nobody") is None
+
+    async def test_chunk_size_is_positive(self, limits: LimitsBackend) -> None:
+        assert limits.quotas.chunk_size() > 0

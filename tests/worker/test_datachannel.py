@@ -11,35 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Coroutine
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import pytest
-import uvloop
 
-from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.worker import sockio
 from ftp_cluster.worker.ascii import AsciiDownload, AsciiUpload
 from ftp_cluster.worker.datachannel import DataChannel, SocketChannel
 from ftp_cluster.worker.pathio import MemoryPathIO, PathIO
-from ftp_cluster.worker.throttle import UNLIMITED_CHUNK, Throttle
+from tests.worker.loopback import UNLIMITED, run, tcp_pair
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
-UNLIMITED = Throttle(LocalLimits(), (), (), UNLIMITED_CHUNK)
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    server.setblocking(False)
-    return server, client
-
-
-def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
 
 
 class StreamChannel(DataChannel):

@@ -10,20 +10,15 @@ import asyncio
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
-import uvloop
 
-from ftp_cluster.shared.limits.local import LocalLimits
-from ftp_cluster.worker.throttle import UNLIMITED_CHUNK, Throttle
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions, after_control_handshake
 from ftp_cluster.worker.tls_channel import NotResumed, TLSChannel, handshake
-
-UNLIMITED = Throttle(LocalLimits(), (), (), UNLIMITED_CHUNK)
+from tests.worker.loopback import UNLIMITED, run, tcp_pair
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +39,6 @@ def client_context(ca: trustme.CA, version: ssl.TLSVersion) -> ssl.SSLContext:
     ca.configure_trust(context)
     context.minimum_version = context.maximum_version = version
     return context
-
-
-def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
-
-
-def tcp_pair() -> tuple[socket.socket, socket.socket]:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    server.setblocking(False)
-    return server, client
 
 
 class Client(threading.Thread):
@@ -225,5 +207,25 @@ def test_a_stalled_handshake_times_out(contexts: TLSContexts, stalled: socket.so
                 peer_certificate=None,
                 timeout=0.3,
             )
+
+    run(main)
+
+
+def test_sessions_lend_the_certificate_the_worker_read_once(
+    ca: trustme.CA, contexts: TLSContexts, tmp_path: Path
+) -> None:
+    """A session's context holds no certificate: it lends the one read at start-up.
+
+    So a renewal half written on disk meanwhile reaches no running worker,
+    and each session's context costs no key loading (bench scenario 14).
+    """
+    (tmp_path / "chain.pem").write_text("a renewal, half written")
+    (tmp_path / "key.pem").unlink()
+    client = client_context(ca, ssl.TLSVersion.TLSv1_3)
+
+    async def main() -> None:
+        context, session = await control_session(contexts, client)
+        assert (await data_connection(context, client, session))[1]
+        assert not (await data_connection(context, client, None))[1]
 
     run(main)

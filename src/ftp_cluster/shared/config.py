@@ -29,6 +29,9 @@ from ftp_cluster.shared.fields import Invalid, Spec, spec_of
 from ftp_cluster.shared.settings import (
     AccountsSettings,
     ClusterConfig,
+    DefenderSettings,
+    LoggingSettings,
+    MetricsSettings,
     RedisSettings,
     ServerSettings,
     TLSSettings,
@@ -52,6 +55,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "redis": RedisSettings,
     "tls": TLSSettings,
     "accounts": AccountsSettings,
+    "defender": DefenderSettings,
+    "logging": LoggingSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -104,6 +110,10 @@ def _convert(value: object, tp: Any) -> object:
             allowed = ", ".join(repr(a) for a in args)
             raise Invalid(f"must be one of {allowed}", value)
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            raise Invalid("must be a list", value)
+        return tuple(_convert(v, args[0]) for v in value)
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise Invalid(f"must be a list of {len(args)} values", value)
@@ -366,14 +376,16 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
     loader = _Loader(file, text)
     for name in data:
         if name not in (*_SECTIONS, "users"):
-            message = (
-                "unknown table or key (known: [server], [redis], [tls], [accounts], [[users]])"
-            )
+            known = ", ".join(f"[{section}]" for section in _SECTIONS)
+            message = f"unknown table or key (known: {known}, [[users]])"
             raise loader.error(message, name, name)
     server = loader.settings(ServerSettings, "server", loader.table(data, "server"))
     redis = loader.settings(RedisSettings, "redis", loader.table(data, "redis"))
     tls = loader.settings(TLSSettings, "tls", loader.table(data, "tls"))
     accounts = loader.settings(AccountsSettings, "accounts", loader.table(data, "accounts"))
+    defender = loader.settings(DefenderSettings, "defender", loader.table(data, "defender"))
+    logging_ = loader.settings(LoggingSettings, "logging", loader.table(data, "logging"))
+    metrics = loader.settings(MetricsSettings, "metrics", loader.table(data, "metrics"))
     users = loader.users(data.get("users"))
     if "root" not in loader.table(data, "server"):
         server = dataclasses.replace(server, root=Path.cwd())
@@ -383,7 +395,15 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
         where = "private_key" if "private_key" in loader.table(data, "tls") else "certificate"
         raise loader.error(exc.describe(), f"tls.{where}", "tls", where) from None
     return ClusterConfig(
-        server=server, redis=redis, tls=tls, accounts=accounts, users=users, source=file
+        server=server,
+        redis=redis,
+        tls=tls,
+        defender=defender,
+        accounts=accounts,
+        logging=logging_,
+        metrics=metrics,
+        users=users,
+        source=file,
     )
 
 
@@ -459,6 +479,9 @@ def apply_overrides(config: ClusterConfig, overrides: Mapping[str, object]) -> C
         redis=dataclasses.replace(config.redis, **sections["redis"]),
         tls=tls,
         accounts=dataclasses.replace(config.accounts, **sections["accounts"]),
+        defender=dataclasses.replace(config.defender, **sections["defender"]),
+        logging=dataclasses.replace(config.logging, **sections["logging"]),
+        metrics=dataclasses.replace(config.metrics, **sections["metrics"]),
         users=users,
     )
 

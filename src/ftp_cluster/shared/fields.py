@@ -33,6 +33,7 @@ __all__ = [
     "between",
     "ipv4",
     "limit",
+    "networks",
     "port_range",
     "setting",
     "single_line",
@@ -148,6 +149,15 @@ def ipv4(value: str) -> None:
         ipaddress.IPv4Address(value)
     except ValueError:
         raise Invalid("must be an IPv4 address (it goes into PASV replies)", value) from None
+
+
+def networks(value: tuple[str, ...]) -> None:
+    """IP networks in CIDR notation (``10.0.0.0/8``, ``::1/128``) or single addresses."""
+    for text in value:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise Invalid("must be a list of IP networks such as '10.0.0.0/8'", text) from None
 
 
 def single_line(value: str) -> None:

@@ -16,6 +16,7 @@ writes (downloads), as in aioftp.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from ftp_cluster.shared.fields import (
     between,
     ipv4,
     limit,
+    networks,
     port_range,
     setting,
     single_line,
@@ -34,7 +36,16 @@ from ftp_cluster.shared.fields import (
 )
 from ftp_cluster.shared.users import User
 
-__all__ = ["AccountsSettings", "ClusterConfig", "RedisSettings", "ServerSettings", "TLSSettings"]
+__all__ = [
+    "AccountsSettings",
+    "ClusterConfig",
+    "DefenderSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "TLSSettings",
+]
 
 _REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
 
@@ -68,6 +79,8 @@ class ServerSettings(LimitSettings):
     )
     masquerade_address: str | None = setting(None, "address announced in PASV replies", check=ipv4)
     maximum_connections_per_ip: int | None = limit("sessions per client IP")
+    default_quota_bytes: int | None = limit("disk quota in bytes of users without their own")
+    default_quota_files: int | None = limit("quota of files of users without their own")
     socket_timeout: float | None = _timeout(30.0, "seconds for one socket read/write")
     path_timeout: float | None = _timeout(10.0, "seconds for one file-system operation")
     idle_timeout: float | None = _timeout(300.0, "seconds of silence between commands")
@@ -84,6 +97,12 @@ class ServerSettings(LimitSettings):
     system_type: str = setting("UNIX Type: L8", "text of the 215 SYST reply", check=single_line)
     max_line_length: int = setting(
         4096, "longest command line accepted, in bytes", check=between(64, 1 << 20)
+    )
+    proxy_protocol: bool = setting(
+        False, "connections from trusted_proxies start with a PROXY v1/v2 header"
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "networks of the proxies whose PROXY headers are believed", check=networks
     )
 
     @property
@@ -176,9 +195,97 @@ def _postgres_url(value: str) -> None:
         )
 
 
+def _networks(value: tuple[str, ...]) -> None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise Invalid("must list IP addresses or networks (CIDR)", entry) from None
+
+
+@dataclass(frozen=True)
+class DefenderSettings:
+    """The brute-force defender (``[defender]``): scores failures per IP, bans at a threshold."""
+
+    enabled: bool = setting(False, "score failed logins and ban the IPs that reach the threshold")
+    threshold: int = setting(15, "score at which an IP is banned", check=at_least(1))
+    score_bad_password: int = setting(1, "score of a wrong password", check=at_least(0))
+    score_unknown_user: int = setting(2, "score of a login that does not exist", check=at_least(0))
+    score_limit_exceeded: int = setting(
+        3,
+        "score of a refusal for a connection limit (421 at connect, 530 at login)",
+        check=at_least(0),
+    )
+    observation_time: float = setting(1800.0, "seconds a score counts", check=at_least(1))
+    ban_time: float = setting(1800.0, "seconds of an IP's first ban", check=at_least(1))
+    ban_time_increment: float = setting(
+        0.5, "each further ban of an IP within a day lasts this much longer", check=at_least(0)
+    )
+    safelist: tuple[str, ...] = setting(
+        (), "IP addresses and networks that are never banned", check=_networks
+    )
+    login_delay: float = setting(
+        1.0, "seconds before a failed login is answered", check=between(0, 60)
+    )
+    ipv6_prefix: int = setting(
+        64, "IPv6 addresses are scored per network of this prefix", check=between(1, 128)
+    )
+
+
+def _log_file(value: Path) -> None:
+    if not value.is_absolute():
+        raise Invalid("must be an absolute path", str(value))
+    if not value.parent.is_dir():
+        raise Invalid(f"directory {str(value.parent)!r} does not exist", str(value))
+    if value.is_dir():
+        raise Invalid("is a directory", str(value))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The server log's format and the transfer log (``[logging]``)."""
+
+    format: Literal["text", "json"] = setting(
+        "text", "server log lines: text, or one JSON object per line", cli=True
+    )
+    transfer_log: Path | None = setting(
+        None,
+        "append an xferlog(5) line per transfer to this file (absolute path)",
+        cli=True,
+        check=_log_file,
+    )
+
+
+def _listen_address(value: str) -> None:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise Invalid("must be HOST:PORT, e.g. 127.0.0.1:9121", value)
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise Invalid("the host must be an IP address", value) from None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The supervisor's Prometheus endpoint (``[metrics]``)."""
+
+    listen: str | None = setting(
+        None, "serve GET /metrics on HOST:PORT; None: no endpoint", cli=True, check=_listen_address
+    )
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True)
 class AccountsSettings:
-    """Users in PostgreSQL (``[accounts]``): off unless a database is given."""
+    """Users in PostgreSQL, and how long what was learnt of an account is reused
+    (``[accounts]``). Without ``database``, users come only from ``[[users]]``."""
 
     database: str | None = setting(
         None,
@@ -188,8 +295,8 @@ class AccountsSettings:
     )
     cache_seconds: float = setting(
         5.0,
-        "seconds a user looked up is reused before the database is asked again; 0: no cache",
-        check=between(0, 86400),
+        "seconds a user looked up, and a password verified against its hash, are reused; 0: never",
+        check=at_least(0),
     )
     pool_size: int = setting(2, "database connections per worker", check=between(1, 100))
     timeout: float = setting(
@@ -201,12 +308,15 @@ class AccountsSettings:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]`` and ``[accounts]``
-    tables and the users."""
+    """A whole configuration: the ``[server]``, ``[redis]``, ``[tls]``, ``[defender]``,
+    ``[accounts]``, ``[logging]`` and ``[metrics]`` tables and the users."""
 
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
     accounts: AccountsSettings = field(default_factory=AccountsSettings)
+    defender: DefenderSettings = field(default_factory=DefenderSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     users: tuple[User, ...] = ()
     source: Path | None = None

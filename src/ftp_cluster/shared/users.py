@@ -14,7 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ftp_cluster.shared.fields import Invalid, LimitSettings, absolute_path, setting, word
+from ftp_cluster.shared.fields import (
+    Invalid,
+    LimitSettings,
+    absolute_path,
+    at_least,
+    setting,
+    word,
+)
+from ftp_cluster.shared.limits.base import QuotaLimits
 from ftp_cluster.shared.passwords import as_bytes, is_valid_hash, verify_password
 
 __all__ = ["NO_ACCESS", "Permission", "User", "UserTable"]
@@ -52,9 +60,12 @@ class Permission:
 NO_ACCESS = Permission("/", readable=False, writable=False)
 
 
-def _scrypt_hash(value: str) -> None:
+def _password_hash(value: str) -> None:
     if not is_valid_hash(value):
-        raise Invalid("is not a hash printed by `ftp-cluster hash-password`")
+        raise Invalid(
+            "is not a supported password hash (argon2id, bcrypt $2a$/$2b$/$2y$, "
+            "SHA-512/SHA-256-crypt $6$/$5$, scrypt) with affordable costs"
+        )
 
 
 @dataclass(frozen=True, init=False)
@@ -66,8 +77,10 @@ class User(LimitSettings):
     server, ``[server] root`` for a cluster). The limits
     (``maximum_connections`` and the four speed limits) are those of
     :class:`~ftp_cluster.shared.fields.LimitSettings`, counting this user's
-    sessions. Every field made by ``setting`` is a key of ``[[users]]``.
-    The password and its hash are left out of ``repr`` (and so of ``str``).
+    sessions; ``quota_bytes`` and ``quota_files`` are the disk quota of what
+    lies under ``base_path`` (see :meth:`quota_limits`). Every field made by
+    ``setting`` is a key of ``[[users]]``. The password and its hash are left
+    out of ``repr`` (and so of ``str``).
     """
 
     login: str | None = setting(
@@ -82,7 +95,11 @@ class User(LimitSettings):
         secret=True,
     )
     password_hash: str | None = setting(
-        None, "output of `ftp-cluster hash-password` (scrypt)", secret=True, check=_scrypt_hash
+        None,
+        "hash of the password: argon2id, bcrypt ($2a$, $2b$, $2y$), SHA-512-crypt or "
+        "SHA-256-crypt ($6$, $5$), or scrypt; `ftp-cluster hash-password` prints one",
+        secret=True,
+        check=_password_hash,
     )
     base_path: Path | None = setting(
         None, "real directory behind this user's / (default: [server] root)", directory=True
@@ -96,6 +113,16 @@ class User(LimitSettings):
         (Permission(),),
         "list of { path, readable, writable }; the longest matching path prefix decides; "
         "no match: no access",
+    )
+    quota_bytes: int | None = setting(
+        None,
+        "disk quota in bytes, cluster-wide; 0: unlimited; absent: [server] default_quota_bytes",
+        check=at_least(0),
+    )
+    quota_files: int | None = setting(
+        None,
+        "quota of regular files; 0: unlimited; absent: [server] default_quota_files",
+        check=at_least(0),
     )
     _ordered: tuple[Permission, ...] = field(default=(), repr=False, compare=False)
 
@@ -113,6 +140,8 @@ class User(LimitSettings):
         write_speed_limit: int | None = None,
         read_speed_limit_per_connection: int | None = None,
         write_speed_limit_per_connection: int | None = None,
+        quota_bytes: int | None = None,
+        quota_files: int | None = None,
     ) -> None:
         # The keywords are aioftp's API, hence spelled out; each one sets the
         # field of its name, as is or normalised below (tests pin the match).
@@ -137,6 +166,12 @@ class User(LimitSettings):
     def key(self) -> str:
         """Stable name for per-user limits; every anonymous login shares one."""
         return self.login if self.login is not None else "<anonymous>"
+
+    def quota_limits(self, default_bytes: int | None, default_files: int | None) -> QuotaLimits:
+        """This user's disk quota: its own where given (0: unlimited), else the defaults."""
+        quota_bytes = default_bytes if self.quota_bytes is None else self.quota_bytes or None
+        quota_files = default_files if self.quota_files is None else self.quota_files or None
+        return QuotaLimits(quota_bytes, quota_files)
 
     def permission_for(self, path: PurePosixPath) -> Permission:
         """The most specific permission covering ``path``, or no access at all."""

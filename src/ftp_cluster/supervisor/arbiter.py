@@ -10,7 +10,8 @@ slot served, the slot count right, every worker on the current configuration
 (one slot at a time).
 
 SIGTERM: graceful stop. SIGINT, SIGQUIT: fast stop. SIGHUP: reload.
-SIGTTIN / SIGTTOU: one slot more / less. SIGCHLD: reap.
+SIGTTIN / SIGTTOU: one slot more / less. SIGCHLD: reap. SIGUSR1: the
+workers reopen the transfer log (they get SIGUSR2: their SIGUSR1 is "retire").
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TextIO
 
 from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config
+from ftp_cluster.shared.host_limits import capacity_warnings, raise_open_files
 from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.supervisor.children import (
     Slot,
@@ -37,6 +39,7 @@ from ftp_cluster.supervisor.children import (
     release_leases,
 )
 from ftp_cluster.supervisor.embedded_redis import EmbeddedRedis
+from ftp_cluster.supervisor.metrics import RetiredTotals
 from ftp_cluster.supervisor.scaling import Removal, Rollout
 from ftp_cluster.supervisor.sockets import Listeners
 from ftp_cluster.supervisor.worker_process import BOOT_ERROR, WorkerSpec, run_worker
@@ -53,6 +56,7 @@ _HANDLED = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGCHLD,
+    signal.SIGUSR1,
 )
 _TICK = 0.25
 #: Extra time a draining worker gets beyond graceful_timeout before SIGKILL.
@@ -101,6 +105,7 @@ class Arbiter:
         self.on_readable: dict[int, Callable[[], None]] = {}
         self._signal_pipe: tuple[int, int] | None = None
         self.rollout = Rollout()
+        self.retired = RetiredTotals()  # dead workers' last figures, for /metrics
 
     # ------------------------------------------------------------- lifecycle
 
@@ -108,6 +113,9 @@ class Arbiter:
         """Start everything, loop until stopped, clean up; 0 after a clean stop."""
         try:
             self._install_signals()
+            # Before any fork: workers inherit the raised limit.
+            for warning in capacity_warnings(self.config.server, raise_open_files()):
+                log.warning("%s", warning)
             self._start_redis_if_needed(self.target)
             self.listeners = Listeners(self.config.server.host, self.config.server.port)
             tls = self.config.tls
@@ -195,6 +203,10 @@ class Arbiter:
         if signum == signal.SIGCHLD:
             return  # reaping happens every pass anyway
         log.info("got %s", signal.Signals(signum).name)
+        if signum == signal.SIGUSR1:
+            for handle in self.workers.values():
+                handle.signal(signal.SIGUSR2)
+            return
         if signum == signal.SIGTERM:
             self.begin_stop(graceful=True)
         elif signum in (signal.SIGINT, signal.SIGQUIT):
@@ -266,6 +278,7 @@ class Arbiter:
             del self.workers[pid]
             handle.read_status()
             handle.close_pipe()
+            self.retired.worker_exited(handle)
             self._on_exit(handle, os.waitstatus_to_exitcode(status))
 
     def _on_exit(self, handle: WorkerHandle, code: int) -> None:
@@ -304,6 +317,7 @@ class Arbiter:
             self.exit_code = 1
             self.begin_stop(graceful=False)
             return
+        self.retired.restarts += 1
         delay = slot.record_exit(handle)
         if delay > 0:
             log.critical(
@@ -434,6 +448,15 @@ class Arbiter:
             log.warning("reload: [tls] implicit_port cannot change without a restart; keeping it")
             tls = dataclasses.replace(config.tls, implicit_port=self.config.tls.implicit_port)
             config = dataclasses.replace(config, tls=tls)
+        if (config.metrics, config.logging.format) != (
+            self.config.metrics,
+            self.config.logging.format,
+        ):
+            log.warning(
+                "reload: [metrics] and [logging] format take effect at restart; keeping them"
+            )
+            logging_ = dataclasses.replace(config.logging, format=self.config.logging.format)
+            config = dataclasses.replace(config, metrics=self.config.metrics, logging=logging_)
         self.config = config
         self.resize(config.server.workers, roll=False)
         self.generation += 1
@@ -503,6 +526,7 @@ class Arbiter:
             "state": "stopping" if self.stopping else "running" if self.announced else "booting",
             "uptime": round(time.time() - self.started, 3),
             "config": str(self.config.source) if self.config.source else None,
+            "root": str(self.config.server.root),  # for `quota scan` of users without base_path
             "generation": self.generation,
             "target_workers": self.target,
             "workers": [h.describe() for h in handles],

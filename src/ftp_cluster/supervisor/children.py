@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ftp_cluster.supervisor.worker_process import BOOT_ERROR, WorkerSpec, run_worker, worker_id
+from ftp_cluster.worker.stats import FIGURES
 
 __all__ = [
     "QUICK_EXIT",
@@ -39,8 +40,8 @@ QUICK_EXIT = 1.0
 _LOOP_THRESHOLD = 5
 _MAX_BACKOFF = 30.0
 _MAX_LINE = 64 * 1024
-# What a heartbeat carries besides its figures (ServerStats.figures: live
-# sessions, then totals since the worker started).
+# What a heartbeat carries besides its figures (WorkerStats.figures: live
+# sessions, totals since the worker started, transfer-time histograms).
 _NOT_FIGURES = frozenset({"event", "pid", "time"})
 
 
@@ -60,7 +61,7 @@ class WorkerHandle:
     retiring: bool = False
     killed: bool = False
     deadline: float | None = None  # retiring: SIGKILL after this
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)  # its last WorkerStats.figures()
     redis: tuple[str | None, str] = (None, "")  # (url, namespace) it was started with
     _buffer: bytes = b""
 
@@ -111,7 +112,7 @@ class WorkerHandle:
             self.draining = True
         elif event == "heartbeat":
             for key, value in message.items():
-                if key not in _NOT_FIGURES and isinstance(value, int):
+                if key not in _NOT_FIGURES and isinstance(value, int | float | list):
                     self.stats[key] = value
 
     def close_pipe(self) -> None:
@@ -129,11 +130,7 @@ class WorkerHandle:
             "generation": self.generation,
             "uptime": round(time.monotonic() - self.started, 3),
             "started": self.started_wall,
-            "sessions": 0,
-            "bytes_uploaded": 0,
-            "bytes_downloaded": 0,
-            "accepted": 0,
-            "refused": 0,
+            **{figure.name: 0 for figure in FIGURES},  # until its first heartbeat
             **self.stats,
             "heartbeat_age": round(time.monotonic() - self.last_seen, 3),
         }

@@ -1,5 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, hash-password, self-signed-certificate,
-users (in :mod:`~ftp_cluster.supervisor.cli_users`).
+"""The ``ftp-cluster`` command: start, stop, reload, status, bans, quota, users, hash-password, ...
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ftp_cluster.shared import logformat
 from ftp_cluster.shared.config import (
     ConfigError,
     apply_overrides,
@@ -33,10 +33,21 @@ from ftp_cluster.shared.config import (
     setting_specs,
 )
 from ftp_cluster.shared.fields import Invalid
-from ftp_cluster.shared.passwords import hash_password
-from ftp_cluster.shared.settings import ClusterConfig, RedisSettings, ServerSettings, TLSSettings
+from ftp_cluster.shared.passwords import DEFAULT_SCHEME, SCHEMES, hash_password
+from ftp_cluster.shared.settings import (
+    ClusterConfig,
+    LoggingSettings,
+    MetricsSettings,
+    RedisSettings,
+    ServerSettings,
+    TLSSettings,
+)
 from ftp_cluster.shared.users import Permission, User
+from ftp_cluster.supervisor import cli_bans
+from ftp_cluster.supervisor.cli_logs import add_reopen_logs, reopen_logs
+from ftp_cluster.supervisor.cli_quota import add_quota_parser, run_quota
 from ftp_cluster.supervisor.cli_users import add_users_parser, run_users, warn_overlaps
+from ftp_cluster.worker.stats import FIGURES
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
 
@@ -46,6 +57,8 @@ _SECTIONS: tuple[tuple[str, type[Any], str], ...] = (
     ("server", ServerSettings, ""),
     ("redis", RedisSettings, "redis-"),
     ("tls", TLSSettings, "tls-"),
+    ("logging", LoggingSettings, "log-"),
+    ("metrics", MetricsSettings, "metrics-"),
 )
 _USER_HELP = (
     "add an account LOGIN with password PASSWORD (split at the first ':'), home '/' and "
@@ -137,9 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("reload", help="re-read the configuration and replace the workers")
     status = commands.add_parser("status", help="workers, Redis and cluster-wide counts")
     status.add_argument("--json", action="store_true", help="print JSON")
-    for sub in (start, stop, commands.choices["reload"], status):
+    add_reopen_logs(commands)
+    for sub in (start, stop, commands.choices["reload"], status, commands.choices["reopen-logs"]):
         sub.add_argument("--pid-file", type=Path, default=default_pid_file(), help="pid file")
-    commands.add_parser("hash-password", help="print a password hash for the config file")
+    add_quota_parser(commands, default_pid_file())
+    cli_bans.add_parser(commands, default_pid_file())
+    hashing = commands.add_parser("hash-password", help="print a password hash for the config file")
+    hashing.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default=DEFAULT_SCHEME,
+        help=f"hash format (default: {DEFAULT_SCHEME})",
+    )
     certificate = commands.add_parser(
         "self-signed-certificate", help="write a certificate and key for trying FTPS"
     )
@@ -162,9 +184,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "stop": _stop,
         "reload": _reload,
         "status": _status,
+        "quota": run_quota,
+        "bans": cli_bans.run,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,
         "users": run_users,
+        "reopen-logs": reopen_logs,
     }
     sys.exit(handlers[args.command](args))
 
@@ -175,14 +200,6 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 # --------------------------------------------------------------------- start
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
 
 
 def parse_user(text: str) -> User:
@@ -229,12 +246,14 @@ def _start(args: argparse.Namespace) -> int:
     from ftp_cluster.supervisor.embedded_redis import RedisMissingError  # noqa: PLC0415
     from ftp_cluster.supervisor.sockets import ListenError  # noqa: PLC0415
 
-    _configure_logging(args.log_level)
+    logformat.start_buffering(args.log_level)  # until the file says which format
     try:
         config, overrides = _load(args)
     except ConfigError as exc:
+        logformat.configure("text")
         return _fail(f"config error: {exc}", 2)
     warn_overlaps(config)
+    logformat.configure(config.logging.format)
     for module in _PRELOAD:  # import once here rather than in every worker
         importlib.import_module(module)
     pid_file = PidFile(args.pid_file)
@@ -250,6 +269,21 @@ def _start(args: argparse.Namespace) -> int:
         arbiter.on_readable[control.fileno()] = control.handle
     except (ControlError, OSError) as exc:
         log.warning("no control socket (%s): `status` and `reload` will not work", exc)
+    metrics = None
+    if config.metrics.address is not None:
+        from ftp_cluster.supervisor.metrics import open_metrics  # noqa: PLC0415
+
+        try:
+            metrics = open_metrics(arbiter, config.metrics.address)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", config.metrics.listen, exc)
+            if control is not None:
+                control.close()
+            pid_file.release()
+            return 1
+        host, _ = config.metrics.address
+        shown = f"[{host}]" if ":" in host else host
+        log.info("metrics on http://%s:%d/metrics", shown, metrics.port)
     try:
         code = arbiter.run()
     except (ListenError, RedisMissingError) as exc:
@@ -258,6 +292,8 @@ def _start(args: argparse.Namespace) -> int:
     finally:
         if control is not None:
             control.close()
+        if metrics is not None:
+            metrics.close()
         pid_file.release()
     log.info("stopped (exit status %d)", code)
     return code
@@ -338,16 +374,22 @@ def _format_status(status: dict[str, Any]) -> str:
         lines.append(line)
     else:
         lines.append("redis: none (one worker, in-process limits)")
-    lines.append(f"{'slot':>4}  {'pid':>7}  {'state':<9}  {'uptime':>8}  {'sessions':>8}  "
-                 f"{'accepted':>9}  {'refused':>8}  {'uploaded':>10}  "
-                 f"{'downloaded':>10}  {'tls':>6}  {'tls-fail':>8}")  # fmt: skip
-    for w in status.get("workers", []):
-        lines.append(
-            f"{w['slot']:>4}  {w['pid']:>7}  {w['state']:<9}  {w['uptime']:>7.0f}s  "
-            f"{w['sessions']:>8}  {w.get('accepted', 0):>9}  {w.get('refused', 0):>8}  "
-            f"{_size(w['bytes_uploaded']):>10}  {_size(w['bytes_downloaded']):>10}  "
-            f"{w.get('tls_sessions', 0):>6}  {w.get('tls_failures', 0):>8}"
+    # The figures' columns come from the one stats model (worker/stats.py).
+    columns = [f for f in FIGURES if f.column is not None]
+    widths = [max(len(f.column or ""), 10 if f.size else 6) for f in columns]
+    heading = f"{'slot':>4}  {'pid':>7}  {'state':<9}  {'uptime':>8}"
+    lines.append(
+        heading + "".join(f"  {f.column:>{w}}" for f, w in zip(columns, widths, strict=True))
+    )
+    for worker in status.get("workers", []):
+        row = (
+            f"{worker['slot']:>4}  {worker['pid']:>7}  {worker['state']:<9}  "
+            f"{worker['uptime']:>7.0f}s"
         )
+        for figure, width in zip(columns, widths, strict=True):
+            value = worker.get(figure.name, 0)
+            row += f"  {_size(value) if figure.size else value:>{width}}"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -373,7 +415,10 @@ def _hash_password(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         return _fail("empty password")
-    print(hash_password(password))
+    try:
+        print(hash_password(password, args.scheme))
+    except ValueError as exc:  # bcrypt and a password longer than it reads
+        return _fail(str(exc))
     return 0
 
 

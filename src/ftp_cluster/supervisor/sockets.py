@@ -25,6 +25,8 @@ import select
 import socket
 import struct
 
+from ftp_cluster.shared.host_limits import listen_backlog
+
 __all__ = ["ListenError", "Listeners"]
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,6 @@ _BPF_LD_W_ABS = 0x20
 _BPF_ALU_MOD_K = 0x94
 _BPF_RET_A = 0x16
 _SKF_AD_RANDOM = -0x1000 + 56
-_BACKLOG = 1024
 
 
 class ListenError(OSError):
@@ -80,7 +81,7 @@ def _bound_socket(family: socket.AddressFamily, sockaddr: tuple[object, ...]) ->
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
-        sock.listen(_BACKLOG)
+        sock.listen(listen_backlog())
     except OSError as exc:
         sock.close()
         raise ListenError(exc.errno, f"cannot listen on {_show(sockaddr)}: {exc}") from None

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, NoReturn
 import uvloop
 
 from ftp_cluster.shared.limits.base import LimitsBackend
+from ftp_cluster.shared.logformat import set_worker
 from ftp_cluster.shared.settings import ClusterConfig
 from ftp_cluster.supervisor.lifeline import orphaned, set_parent_death_signal
 
@@ -50,6 +51,7 @@ HEARTBEAT_INTERVAL = 1.0
 #: How long closing may take after the sessions are gone (limit releases).
 _CLOSE_TIMEOUT = 5.0
 _SETTLE = 0.05
+# SIGUSR2 (reopen the transfer log) is handled once the loop runs; ignored until then.
 _IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 _RESET = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD)
 
@@ -91,6 +93,7 @@ def run_worker(spec: WorkerSpec) -> NoReturn:
 
 def _prepare_process(spec: WorkerSpec) -> None:
     set_parent_death_signal(signal.SIGKILL)
+    set_worker(spec.slot)
     if orphaned(spec.supervisor_pid):  # it died before prctl took effect
         os._exit(1)
     signal.set_wakeup_fd(-1)
@@ -107,7 +110,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
     if redis.url is None:
         from ftp_cluster.shared.limits.local import LocalLimits  # noqa: PLC0415
 
-        return LocalLimits()
+        return LocalLimits(defender=spec.config.defender)
     from ftp_cluster.shared.limits.redis import RedisLimits  # noqa: PLC0415
 
     return RedisLimits(
@@ -118,6 +121,7 @@ def _build_limits(spec: WorkerSpec) -> LimitsBackend:
         on_failure=redis.on_failure,
         lease_ttl=redis.lease_ttl,
         spare_slots=redis.spare_slots,
+        defender=spec.config.defender,
     )
 
 
@@ -154,6 +158,7 @@ class _Worker:
             loop.add_signal_handler(signum, self._request_stop, how)
         server = Server.from_config(self.spec.config, limits=_build_limits(self.spec))
         self._server = server
+        loop.add_signal_handler(signal.SIGUSR2, server.reopen_logs)
         implicit = [self.spec.implicit_sock] if self.spec.implicit_sock is not None else []
         await server.serve([self.spec.sock], implicit)
         self.accepting = True
@@ -164,6 +169,7 @@ class _Worker:
             await self._shut_down(server)
         finally:
             heartbeat.cancel()
+        self._send_figures()  # the last totals, for the supervisor's counters
         return 0
 
     def _request_stop(self, how: Stop) -> None:
@@ -212,17 +218,13 @@ class _Worker:
                 log.warning("worker %d: the supervisor is gone, exiting", os.getpid())
                 self._request_stop(Stop.FAST)
                 return
-            if self._server is not None:
-                stats = self._server.stats()
-                self._report(
-                    {
-                        "event": "heartbeat",
-                        "pid": os.getpid(),
-                        **stats.figures(),
-                        "time": time.time(),
-                    }
-                )
+            self._send_figures()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    def _send_figures(self) -> None:
+        if self._server is not None:
+            figures = self._server.stats().figures()
+            self._report({"event": "heartbeat", "pid": os.getpid(), **figures, "time": time.time()})
 
     def _report(self, message: dict[str, object]) -> None:
         line = json.dumps(message, separators=(",", ":")).encode() + b"\n"

@@ -23,11 +23,14 @@ from typing import cast
 from ftp_cluster.shared.accounts.database import AccountsUnavailable
 from ftp_cluster.shared.limits.base import Refusal
 from ftp_cluster.shared.users import User
+from ftp_cluster.worker import defence
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
+from ftp_cluster.worker.password_check import ChecksBusy
 from ftp_cluster.worker.protocol.addresses import normalise_host
+from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
 from ftp_cluster.worker.protocol.requests import (
     Abort,
     Authenticate,
@@ -41,12 +44,15 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Outcome,
+    QuotaQuery,
     Request,
     Signal,
     StartTLS,
     Transfer,
 )
 from ftp_cluster.worker.protocol.session import Session
+from ftp_cluster.worker.proxied import HeaderWait, client_host, header_timeout
+from ftp_cluster.worker.quota import UserQuota, quota_status
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
 from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
@@ -68,6 +74,7 @@ class ControlConnection(asyncio.Protocol):
     __slots__ = (
         "_buckets",
         "_fs",
+        "_header",
         "_implicit_tls",
         "_last_activity",
         "_local_host",
@@ -75,6 +82,7 @@ class ControlConnection(asyncio.Protocol):
         "_passive_tls",
         "_peer_certificate",
         "_pumping",
+        "_quit",
         "_reading_paused",
         "_runner",
         "_tls",
@@ -100,6 +108,7 @@ class ControlConnection(asyncio.Protocol):
         self.closing = False
         self._transport: asyncio.Transport | None = None
         self._pumping = False
+        self._quit = False  # logged its QUIT: no "disconnect" event after it
         self._reading_paused = False
         self._writes_paused = False
         self._runner: asyncio.Task[None] | None = None
@@ -109,6 +118,7 @@ class ControlConnection(asyncio.Protocol):
         self._fs: UserFileSystem | None = None
         self._last_activity = time.monotonic()
         self._local_host = ""
+        self._header: HeaderWait | None = None  # a trusted proxy's, still to come
 
     # -- asyncio callbacks --------------------------------------------------
 
@@ -117,6 +127,15 @@ class ControlConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = normalise_host(transport.get_extra_info("peername")[0])
         self._local_host = transport.get_extra_info("sockname")[0]
+        proxies = self.ctx.proxies
+        if proxies is not None and not self.ctx.draining and proxies.trusts(peer):
+            # No session, no greeting, no limits slot until the header says who this is.
+            self._header = HeaderWait(header_timeout(self.ctx.settings), self._header_timed_out)
+            self.ctx.connections.add(self)
+            return
+        self._begin(peer)
+
+    def _begin(self, peer: str) -> None:
         self.session = Session(
             self.ctx.options, peer, self._local_host, implicit_tls=self._implicit_tls
         )
@@ -125,9 +144,13 @@ class ControlConnection(asyncio.Protocol):
             self._pump()
             return
         self.ctx.connections.add(self)
+        self.ctx.events.connected(self.session_id, peer)
         self._runner = self.ctx.start(self._admit(peer))
 
     def data_received(self, data: bytes) -> None:
+        if self._header is not None and not self.closing:
+            self._header_received(data)
+            return
         session = self.session
         if session is None or self.closing:
             return
@@ -137,6 +160,10 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self in self.ctx.connections and self.session is not None and not self._quit:
+            self.ctx.events.disconnected(self.session_id, self.session.peer, self._login())
+        if self._header is not None:
+            self._header.cancel()
         self.ctx.connections.discard(self)
         self._close_passive()
         if self._transfer is not None:
@@ -154,6 +181,35 @@ class ControlConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writes_paused = False
         self._update_reading()
+
+    def _header_received(self, data: bytes) -> None:
+        assert self._header is not None and self._transport is not None
+        proxy = normalise_host(self._transport.get_extra_info("peername")[0])
+        try:
+            done = self._header.feed(data)
+        except ProxyHeaderError as error:
+            log.info("session %s: bad PROXY header from %s: %s", self.session_id, proxy, error)
+            self._drop()
+            return
+        if done is None:
+            return
+        header, rest = done
+        self._header = None
+        self.ctx.connections.discard(self)  # _begin adds it back, as a session
+        self._begin(client_host(header, proxy))
+        if rest:
+            self.data_received(rest)
+
+    def _header_timed_out(self) -> None:
+        log.info("session %s: no PROXY header in time", self.session_id)
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close a connection that never became a session: no reply, nothing to release."""
+        self._header = None
+        if not self.closing and self._transport is not None:
+            self.closing = True
+            self._transport.abort()
 
     # -- the session's events -------------------------------------------------
 
@@ -218,6 +274,12 @@ class ControlConnection(asyncio.Protocol):
 
     async def _admit(self, peer: str) -> None:
         ctx = self.ctx
+        if ctx.limits.bans.banned(peer):
+            # Before any other work; a refusal for a ban scores nothing.
+            ctx.stats.refused += 1
+            ctx.events.refused(self.session_id, peer, "banned")
+            self._refuse_banned()
+            return
         if self._implicit_tls and not await self._start_tls():
             # Plaintext on the implicit port, a stall or a reset: nothing to say.
             self._hang_up()
@@ -229,11 +291,31 @@ class ControlConnection(asyncio.Protocol):
             return
         assert self.session is not None
         if refusal is not None:
-            ctx.refused += 1
+            ctx.stats.refused += 1
+            ctx.events.refused(self.session_id, self.session.peer, refusal.name.lower())
             self.session.refused(refusal)
+            if refusal is Refusal.IP_FULL or refusal is Refusal.SERVER_FULL:
+                ctx.start(defence.refused_for_limit(ctx.limits.bans, peer))
         else:
             self.session.admitted()
         self._pump()
+
+    def _refuse_banned(self) -> None:
+        if self.session is None or self._transport is None:
+            return
+        if self._implicit_tls and self._tls is None:
+            self._hang_up()  # no TLS yet: a plaintext 421 would be noise to the client
+            return
+        self.session.refused(Refusal.BANNED)
+        self._pump()
+        if self._tls is not None and self._transport is not None:
+            self._transport.abort()  # a TLS close would wait for the peer's close_notify
+
+    def close_if_banned(self) -> None:
+        """421 and close now if this session's address was just banned."""
+        session = self.session
+        if session is not None and not self.closing and self.ctx.limits.bans.banned(session.peer):
+            self._refuse_banned()
 
     def _hang_up(self) -> None:
         if not self.closing and self._transport is not None:
@@ -261,7 +343,7 @@ class ControlConnection(asyncio.Protocol):
                 ssl_handshake_timeout=self.ctx.settings.socket_timeout,
             )
         except (OSError, TimeoutError, ConnectionError) as error:
-            self.ctx.tls_failures += 1
+            self.ctx.stats.tls_failures += 1
             log.info("session %s: TLS handshake failed: %s", self.session_id, error)
             return False
         if upgraded is None:
@@ -272,7 +354,7 @@ class ControlConnection(asyncio.Protocol):
         tls_object = upgraded.get_extra_info("ssl_object")
         if tls_object is not None and tls.options.client_ca is not None:
             self._peer_certificate = tls_object.getpeercert(binary_form=True)
-        self.ctx.tls_sessions += 1
+        self.ctx.stats.tls_sessions += 1
         return True
 
     def shutdown(self) -> None:
@@ -280,12 +362,16 @@ class ControlConnection(asyncio.Protocol):
         if self.session is not None:
             self.session.shutdown()
             self._pump()
+        elif self._header is not None:
+            self._drop()
 
     def abort(self) -> None:
         """Fast stop: 421 and drop the connection, whatever runs."""
         if self.session is not None:
             self.session.shutdown(now=True)
             self._pump()
+        elif self._header is not None:
+            self._drop()
         if self._tls is not None and self._transport is not None:
             # A TLS close waits up to 30 s for the peer's close_notify.
             self._transport.abort()
@@ -318,7 +404,10 @@ class ControlConnection(asyncio.Protocol):
     async def _execute(self, request: Request) -> Outcome:
         match request:
             case Authenticate():
-                return await self._authenticate(request)
+                outcome = await self._authenticate(request)
+                assert self.session is not None
+                self.ctx.events.login(self.session_id, self.session.peer, request.login, outcome)
+                return outcome
             case Logout():
                 await self.ctx.limits.leases.logout(self.session_id)
                 self._fs = None
@@ -337,15 +426,29 @@ class ControlConnection(asyncio.Protocol):
                 return Failed(Failure.IO_ERROR)
             case Transfer():
                 return await self._run_transfer(request)
+            case QuotaQuery():
+                return Done(await quota_status(self._filesystem().quota))
             case Abort():
                 self._close_passive()
                 return Done()
             case Close():
+                assert self.session is not None
+                self.ctx.events.quit(self.session_id, self.session.peer, self._login())
+                self._quit = True
                 await self._release()
                 return Done()
         raise TypeError(f"unknown request {request!r}")
 
     async def _authenticate(self, request: Authenticate) -> Outcome:
+        outcome = await self._check_login(request)
+        if type(outcome) is Failed and outcome.reason in defence.OFFENCES:
+            assert self.session is not None
+            await defence.login_failed(
+                self.ctx.limits.bans, self.session.peer, request.login, outcome.reason
+            )
+        return outcome
+
+    async def _check_login(self, request: Authenticate) -> Outcome:
         ctx = self.ctx
         try:
             user = await self._find_user(request.login)
@@ -360,20 +463,40 @@ class ControlConnection(asyncio.Protocol):
             if not user.check_password(request.password):
                 return Failed(Failure.BAD_PASSWORD)
         # A password hash costs tens of milliseconds by design: off the loop.
-        elif not await asyncio.to_thread(user.check_password, request.password):
-            return Failed(Failure.BAD_PASSWORD)
+        else:
+            try:
+                right = await ctx.passwords.verify(user.key, user.password_hash, request.password)
+            except ChecksBusy:
+                return Failed(Failure.UNAVAILABLE)
+            if not right:
+                return Failed(Failure.BAD_PASSWORD)
         refusal = await ctx.limits.leases.login(self.session_id, user.key, user.maximum_connections)
         if refusal is Refusal.UNAVAILABLE:
             return Failed(Failure.UNAVAILABLE)
         if refusal is not None:
             return Failed(Failure.USER_LIMIT)
-        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user))
+        quota = UserQuota.of(
+            user,
+            quotas=ctx.limits.quotas,
+            settings=ctx.settings,
+            scans=ctx.quota_scans,
+            path_io=ctx.path_io,
+            root=ctx.root_for(user),
+        )
+        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user), quota)
+        if quota is not None:
+            await quota.logged_in()
         return Done(user)
 
     async def _find_user(self, login: str) -> User | None:
         if self.ctx.accounts is None:
             return self.ctx.options.users.find(login)
         return await self.ctx.accounts.find(login)
+
+    def _login(self) -> str | None:
+        """The logged-in session's login name, for its log events."""
+        session = self.session
+        return session.login_name if session is not None and session.user is not None else None
 
     def _filesystem(self) -> UserFileSystem:
         assert self._fs is not None, "file requests come only after login"
@@ -389,7 +512,9 @@ class ControlConnection(asyncio.Protocol):
             log.exception("cannot open a passive listener")
             return Failed(Failure.NO_DATA_CONNECTION)
         assert self.session is not None
-        self._passive = passive = PassiveListener(sock, self.session.peer)
+        self._passive = passive = PassiveListener(
+            sock, self.session.peer, self.ctx.proxies, header_timeout(self.ctx.settings)
+        )
         if request.protected and self._tls is not None:
             # The handshake starts as soon as the client connects, before it
             # sends the transfer command (aioftp's client waits for it).
@@ -433,13 +558,20 @@ class ControlConnection(asyncio.Protocol):
         session = self.session
         assert session is not None and session.user is not None
         ctx = self.ctx
+        user = session.user
         if self._buckets is None:
             self._buckets = ConnectionBuckets()
         throttle = throttle_for(
-            ctx.limits, ctx.settings, session.user, self._buckets, upload=request.is_upload
+            ctx.limits, ctx.settings, user, self._buckets, upload=request.is_upload
         )
 
+        started: list[float] = []  # set once the 150 is out: the transfer log's start
+        shown = [str(request.path)]  # the virtual path; STOU's is the name it created
+
         def announce(name: str | None) -> None:
+            started.append(time.monotonic())
+            if name is not None:
+                shown[0] = str(request.path.parent / name)
             if not self.closing and self._transport is not None:
                 self._transport.write(session.opening(request, name))
 
@@ -451,22 +583,36 @@ class ControlConnection(asyncio.Protocol):
             self._filesystem(),
             announce,
             open_channel,
-            ctx.counters,
+            ctx.stats,
             ctx.settings.socket_timeout,
         )
         self._transfer = transfer = asyncio.get_running_loop().create_task(job.run())
+        outcome: Outcome = Failed(Failure.ABORTED)
         try:
             # Awaited directly: the 226 goes out one loop iteration sooner
             # than through asyncio.wait, which hundreds of transfers notice.
-            return await transfer
+            outcome = await transfer
+            return outcome
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not transfer.cancelled() or (current is not None and current.cancelling()):
                 raise  # this request itself is cancelled, not only its transfer
-            return Failed(Failure.ABORTED)  # by ABOR, or the connection is gone
+            return outcome  # aborted: by ABOR, or the connection is gone
         finally:
             self._transfer = None
             self._close_passive()
+            if started and not request.is_listing:
+                seconds = time.monotonic() - started[0]
+                ctx.events.transfer(
+                    self.session_id,
+                    session.peer,
+                    user=user,
+                    login=session.login_name,
+                    request=request,
+                    path=shown[0],
+                    outcome=outcome,
+                    seconds=seconds,
+                )
 
     async def _open_channel(
         self, request: Transfer, throttle: Throttle, moved: Moved

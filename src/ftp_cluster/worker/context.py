@@ -14,11 +14,15 @@ from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
 from ftp_cluster.worker.eager import start_eagerly
 from ftp_cluster.worker.endpoints import PortPool
+from ftp_cluster.worker.events import SessionEvents
+from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import TrustedProxies
+from ftp_cluster.worker.quota import QuotaScans
 from ftp_cluster.worker.sockio import Pipe
+from ftp_cluster.worker.stats import WorkerStats
 from ftp_cluster.worker.tls import TLSContexts
-from ftp_cluster.worker.transfer import Counters
 
 __all__ = ["ManagedConnection", "WorkerContext"]
 
@@ -37,6 +41,9 @@ class ManagedConnection(Protocol):
     def expire_if_idle(self, now: float, timeout: float) -> None:
         """Close the session if it has been idle for ``timeout`` seconds."""
 
+    def close_if_banned(self) -> None:
+        """421 and close now if the session's address is banned."""
+
 
 @dataclass(slots=True, eq=False)
 class WorkerContext:
@@ -49,23 +56,27 @@ class WorkerContext:
     roots: dict[str, PurePosixPath]
     ports: PortPool
     caps: ConnectionCaps
-    counters: Counters = field(default_factory=Counters)
+    passwords: PasswordChecks  # hashes checked off the loop, in a bounded pool
+    stats: WorkerStats = field(default_factory=WorkerStats)  # what the heartbeat reports
     pipe: Pipe = field(default_factory=Pipe)  # uploads splice through it
     connections: set[ManagedConnection] = field(default_factory=set)
+    quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
     accounts: Directory | None = None  # None: the session options' users only
     #: Real roots of database users by base_path (resolved once, as the file users' are).
     other_roots: dict[object, PurePosixPath] = field(default_factory=dict)
+    proxies: TrustedProxies | None = None  # proxy_protocol on: whose PROXY headers count
     draining: bool = False
-    accepted: int = 0  # connections since start; numbers the sessions
-    refused: int = 0  # connections refused admission (421): a limit, or Redis down
-    tls_sessions: int = 0  # control connections that completed a TLS handshake
-    tls_failures: int = 0  # control connections whose TLS handshake failed
+    events: SessionEvents = field(init=False)  # lifecycle: log lines, figures, transfer log
+
+    def __post_init__(self) -> None:
+        self.events = SessionEvents(self.stats)
 
     def next_session_id(self) -> str:
-        session_id = str(self.accepted)
-        self.accepted += 1
+        """Connections accepted since start number the sessions."""
+        session_id = str(self.stats.accepted)
+        self.stats.accepted += 1
         return session_id
 
     def root_for(self, user: User) -> PurePosixPath:

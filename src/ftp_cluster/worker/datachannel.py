@@ -13,7 +13,10 @@ path.
 
 Every channel paces by its :class:`~.throttle.Throttle`, one reservation per
 chunk, and reports every byte moved to ``moved`` (the transfer's progress,
-its watchdog and the server's counters).
+its watchdog and the server's counters). An upload under a disk quota
+(:class:`~.quota.UploadQuota`) receives no byte the quota has not granted:
+at its edge one more byte is read, and if the peer has one the upload fails
+with :class:`~.quota.QuotaExceeded`.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from collections.abc import Callable
 
 from ftp_cluster.worker import sockio
 from ftp_cluster.worker.pathio.base import Download, Upload
+from ftp_cluster.worker.quota import QuotaExceeded, UploadQuota
 from ftp_cluster.worker.throttle import Throttle
 
 __all__ = ["DataChannel", "NotProtected", "SocketChannel"]
 
 _UPLOAD_BUFFER = 256 * 1024
 _BUFFERED_READ = 256 * 1024
+#: Bytes spliced per quota check (one pipe's worth; the reservation behind it is larger).
+_QUOTA_STEP = 1 << 20
 
 Moved = Callable[[int], None]
 
@@ -81,18 +87,32 @@ class DataChannel(abc.ABC):
             await self._send(data)
             self.moved(len(data))
 
-    async def receive_file(self, target: Upload) -> None:
+    async def receive_file(self, target: Upload, quota: UploadQuota | None = None) -> None:
         """Write what the peer sends into ``target`` until the peer ends the stream."""
         throttle = self.throttle
         buffer = memoryview(bytearray(min(throttle.chunk, _UPLOAD_BUFFER)))
         while True:
-            received, eof = await self._fill(buffer)
+            if quota is None:
+                received, eof = await self._fill(buffer)
+            else:
+                allowed = await quota.allow(len(buffer))
+                if not allowed:
+                    await self._at_quota_edge()
+                    return
+                received, eof = await self._fill(buffer[:allowed])
+                quota.wrote(received)
             if received:
                 await target.write(buffer[:received])
                 if not throttle.unlimited:
                     await throttle.pace(received)
             if eof:
                 return
+
+    async def _at_quota_edge(self) -> None:
+        """The quota is full: fine if the stream ends here, else the upload fails."""
+        received, _ = await self._fill(memoryview(bytearray(1)))
+        if received:
+            raise QuotaExceeded
 
 
 class SocketChannel(DataChannel):
@@ -138,15 +158,23 @@ class SocketChannel(DataChannel):
             if sent < count:
                 return
 
-    async def receive_file(self, target: Upload) -> None:
+    async def receive_file(self, target: Upload, quota: UploadQuota | None = None) -> None:
         fd = target.fileno()
         pipe = self._pipe
         if fd is None or pipe is None or not sockio.CAN_SPLICE:
-            await super().receive_file(target)
+            await super().receive_file(target, quota)
             return
         throttle = self.throttle
         while True:
-            received, eof = await sockio.splice(self.sock, pipe, fd, throttle.chunk, self.moved)
+            count = throttle.chunk
+            if quota is not None:
+                count = await quota.allow(min(count, _QUOTA_STEP))
+                if not count:
+                    await self._at_quota_edge()
+                    return
+            received, eof = await sockio.splice(self.sock, pipe, fd, count, self.moved)
+            if quota is not None:
+                quota.wrote(received)
             if received and not throttle.unlimited:
                 await throttle.pace(received)
             if eof:

@@ -5,6 +5,8 @@ What then moves over a data connection is :mod:`.datachannel`'s business.
 A passive listener accepts exactly one connection, and only from the control
 connection's peer address: a connection from anywhere else is a stolen data
 connection, closed at once while the listener keeps waiting for the client.
+One from a trusted proxy (``proxy_protocol``) is checked by the client address
+in its PROXY header instead (:mod:`.proxied`).
 
 Every data connection keeps at most ``NOTSENT_LOWAT`` bytes queued unsent
 in the kernel (``TCP_NOTSENT_LOWAT``); see :func:`_data_socket`.
@@ -19,6 +21,8 @@ import logging
 import socket
 
 from ftp_cluster.worker.protocol.addresses import normalise_host
+from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
+from ftp_cluster.worker.proxied import TrustedProxies, client_host, read_data_header
 
 __all__ = [
     "NOTSENT_LOWAT",
@@ -80,9 +84,17 @@ def _listen(family: int, host: str, port: int) -> socket.socket:
 class PassiveListener:
     """One PASV/EPSV listener and the single data connection it yields."""
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        proxies: TrustedProxies | None = None,
+        header_timeout: float = 30.0,
+    ) -> None:
         self._sock = sock
         self._peer = normalise_host(peer)
+        self._proxies = proxies
+        self._header_timeout = header_timeout
         self.port: int = sock.getsockname()[1]
         self._task: asyncio.Task[socket.socket] = asyncio.get_running_loop().create_task(
             self._accept()
@@ -93,14 +105,27 @@ class PassiveListener:
         try:
             while True:
                 conn, address = await loop.sock_accept(self._sock)
-                if normalise_host(address[0]) == self._peer:
+                source = await self._client_of(conn, normalise_host(address[0]))
+                if source == self._peer:
                     return _data_socket(conn)
-                log.warning(
-                    "refused data connection from %s (session peer is %s)", address[0], self._peer
-                )
+                if source is not None:
+                    log.warning(
+                        "refused data connection from %s (session peer is %s)", source, self._peer
+                    )
                 conn.close()
         finally:
             self._sock.close()
+
+    async def _client_of(self, conn: socket.socket, address: str) -> str | None:
+        """Whose data connection this is; ``None``: a trusted proxy's, with a bad header."""
+        if self._proxies is None or not self._proxies.trusts(address):
+            return address
+        try:
+            header = await read_data_header(conn, self._header_timeout)
+        except (ProxyHeaderError, TimeoutError, OSError) as error:
+            log.warning("refused data connection from proxy %s: %s", address, error)
+            return None
+        return client_host(header, address)
 
     async def connection(self, timeout: float | None) -> socket.socket:
         """The client's data connection; raises TimeoutError if it does not come."""

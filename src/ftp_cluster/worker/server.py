@@ -12,17 +12,18 @@ a graceful stop or reload.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import functools
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ftp_cluster.shared.accounts.directory import Directory
-from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
+from ftp_cluster.shared.host_limits import listen_backlog
+from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.settings import (
     AccountsSettings,
@@ -35,39 +36,24 @@ from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.endpoints import PortPool
 from ftp_cluster.worker.idle import IdleSweeper
+from ftp_cluster.worker.password_check import PasswordChecks
 from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
+from ftp_cluster.worker.proxied import trusted_proxies
+from ftp_cluster.worker.stats import WorkerStats
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
+from ftp_cluster.worker.xferlog import TransferLog
 
 __all__ = ["Server", "ServerStats"]
 
 PathIOFactory = Callable[..., AbstractPathIO]
 _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(ServerSettings))
 _TLS_NAMES = frozenset(field.name for field in dataclasses.fields(TLSSettings))
-_BACKLOG = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ServerStats:
-    """What :meth:`Server.stats` reports: live sessions and totals since start."""
-
-    sessions: int
-    bytes_uploaded: int
-    bytes_downloaded: int
-    started: float
-    accepted: int = 0  # control connections accepted
-    refused: int = 0  # of those, refused admission (421): a limit, or Redis down
-    tls_sessions: int = 0  # control connections that completed a TLS handshake
-    tls_failures: int = 0  # control connections whose TLS handshake failed
-
-    def figures(self) -> dict[str, int]:
-        """The counts a heartbeat carries (everything but the start time)."""
-        return {
-            name: value
-            for name, value in dataclasses.asdict(self).items()
-            if isinstance(value, int) and name != "started"
-        }
+#: What :meth:`Server.stats` reports: live sessions and totals since start.
+ServerStats = WorkerStats
 
 
 def _tls_settings(base: TLSSettings | None, options: dict[str, Any]) -> TLSSettings:
@@ -105,7 +91,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(_BACKLOG)
+        sock.listen(listen_backlog())
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -132,11 +118,13 @@ class Server:
     ``users``: the accounts (default: one anonymous user with read and write
     access to ``/``, which is the current directory). ``path_io_factory`` is
     called once, with ``timeout=path_timeout``. ``limits`` is the limits
-    back end (default: in-process). Every other keyword is a
+    back end (default: in-process). ``accounts``: the ``[accounts]`` settings
+    (``cache_seconds`` of verified passwords). Every other keyword is a
     :class:`~ftp_cluster.shared.settings.ServerSettings` field (aioftp's
     ``maximum_connections``, ``read_speed_limit``, ``socket_timeout``,
     ``idle_timeout``, ``wait_future_timeout``, ``path_timeout``, ...) or
-    ``data_ports`` (a range of passive ports).
+    ``data_ports`` (a range of passive ports). ``transfer_log``: a file that
+    gets an xferlog(5) line per transfer (:mod:`~ftp_cluster.worker.xferlog`).
     """
 
     def __init__(
@@ -148,24 +136,31 @@ class Server:
         settings: ServerSettings | None = None,
         tls: TLSSettings | None = None,
         accounts: AccountsSettings | None = None,
+        transfer_log: Path | None = None,
         **options: Any,
     ) -> None:
         self.tls = _tls_settings(tls, options)
         self.settings = _settings(settings, options)
         self.users = UserTable(users if users is not None else (User(),))
-        self.accounts = Directory.from_settings(self.users, accounts)
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
+        self.accounts = accounts if accounts is not None else AccountsSettings()
+        self.directory = Directory.from_settings(self.users, self.accounts)
+        stats = WorkerStats()
         self._ctx = WorkerContext(
             settings=self.settings,
+            stats=stats,
             options=SessionOptions(
-                users=self.accounts.session_table(),
+                users=self.directory.session_table(),
                 welcome_message=self.settings.welcome_message,
                 system_type=self.settings.system_type,
                 max_line_length=self.settings.max_line_length,
                 masquerade_address=self.settings.masquerade_address,
                 tls=self.tls.enabled,
                 tls_required=self.tls.required,
+                default_quota_bytes=self.settings.default_quota_bytes,
+                default_quota_files=self.settings.default_quota_files,
+                on_login_refused=stats.login,
             ),
             path_io=self.path_io,
             limits=self.limits,
@@ -176,8 +171,13 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
-            accounts=self.accounts,
+            accounts=self.directory,
+            passwords=PasswordChecks(cache_seconds=self.accounts.cache_seconds),
+            proxies=trusted_proxies(self.settings),
         )
+        if transfer_log is not None:
+            self._ctx.events.transfer_log = TransferLog(transfer_log)
+        self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
         timeout = self.settings.idle_timeout
         self._idle: IdleSweeper | None = None
@@ -204,6 +204,7 @@ class Server:
             settings=config.server,
             tls=config.tls,
             accounts=config.accounts,
+            transfer_log=config.logging.transfer_log,
         )
 
     def _roots(self) -> dict[str, PurePosixPath]:
@@ -211,6 +212,11 @@ class Server:
         return {
             user.key: self.path_io.real_root(user.base_path or default) for user in self.users.users
         }
+
+    def _close_banned(self, ban: Ban) -> None:
+        # Any worker's ban, heard of here: its offender's sessions end now.
+        for connection in list(self._ctx.connections):
+            connection.close_if_banned()
 
     # -- running ------------------------------------------------------------
 
@@ -252,7 +258,7 @@ class Server:
             server = await loop.create_server(
                 functools.partial(ControlConnection, ctx, implicit_tls=implicit),
                 sock=sock,
-                backlog=_BACKLOG,
+                backlog=listen_backlog(),
             )
             self._servers.append(server)
         if self._idle is not None:
@@ -299,19 +305,25 @@ class Server:
                 await asyncio.wait(list(self._ctx.background), timeout=1.0)
             else:
                 await asyncio.sleep(0.01)
+        await self._ctx.quota_scans.close()
         await self.limits.close()
-        await self.accounts.close()
+        await self.directory.close()
         self._ctx.pipe.close()
+        self._ctx.passwords.close()
+        self._ctx.events.close()
 
-    def stats(self) -> ServerStats:
-        counters = self._ctx.counters
-        return ServerStats(
-            sessions=len(self._ctx.connections),
-            bytes_uploaded=counters.bytes_uploaded,
-            bytes_downloaded=counters.bytes_downloaded,
-            started=self._started,
-            accepted=self._ctx.accepted,
-            refused=self._ctx.refused,
-            tls_sessions=self._ctx.tls_sessions,
-            tls_failures=self._ctx.tls_failures,
-        )
+    def reopen_logs(self) -> None:
+        """Open the transfer log anew (after logrotate renamed it)."""
+        self._ctx.events.reopen()
+
+    @property
+    def started(self) -> float:
+        """When the server was made (``time.time()``)."""
+        return self._started
+
+    def stats(self) -> WorkerStats:
+        """A copy of the figures, live ones (sessions, Redis commands) filled in."""
+        stats = self._ctx.stats
+        stats.sessions = len(self._ctx.connections)
+        stats.redis_commands = self.limits.stats().commands_sent
+        return copy.deepcopy(stats)

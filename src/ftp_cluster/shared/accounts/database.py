@@ -31,6 +31,7 @@ _OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
 )
 
 
@@ -85,14 +86,20 @@ class UserDatabase:
         pool = await self._get_pool()
         try:
             return await self._query(pool, login)
-        except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError):
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
             # A connection the server closed (a restart) fails once; the pool
             # replaces it, so one retry tells "was down" from "is down".
             return await self._query(pool, login)
 
     async def _query(self, pool: asyncpg.Pool, login: str) -> Row | None:
         async with pool.acquire() as connection:
-            row: Row | None = await connection.fetchrow(_QUERY, login)
+            try:
+                row: Row | None = await connection.fetchrow(_QUERY, login)
+            except BaseException:
+                # Cut short (an error, the deadline), the connection may be
+                # mid-exchange: never hand it to the next lookup.
+                connection.terminate()
+                raise
             return row
 
     async def _get_pool(self) -> asyncpg.Pool:

@@ -15,8 +15,16 @@ and :meth:`~LimitsBackend.stats`. The parts today:
   buckets and is told how long to wait before moving them. A bucket may go
   into debt (that is what makes the wait positive) but never holds more
   credit than its burst, so idle time cannot build up an unbounded burst.
+* :class:`Bans` (``backend.bans``): the brute-force defender. Failures
+  (:class:`Offence`) add to an IP's score; at the threshold the IP is banned
+  for a while, and :meth:`Bans.banned` (no I/O) refuses it at connect.
+* :class:`Quotas` (``backend.quotas``): each user's tally of stored bytes
+  and files. Uploads reserve space as they go, so that concurrent uploads of
+  one user never together pass the user's :class:`QuotaLimits`; deletions
+  and the end of an upload adjust the tally. A tally nobody has counted yet
+  is unknown (``None``) until a scan of the user's directory sets it.
 
-Adding a part (bans and quotas are next) takes the same four steps: an
+Adding a part takes the same four steps: an
 abstract class here with the operations its callers need; an attribute
 ``LimitsBackend.<part>`` typed by it; an in-process implementation in
 :mod:`.local`, which is also the Redis backend's fallback; and a Redis one in
@@ -31,17 +39,29 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Only a type here: settings import users, which import this module.
+    from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = [
     "BackendStats",
+    "Ban",
     "Bandwidth",
+    "Bans",
     "Bucket",
     "ConnectionCaps",
     "Leases",
     "LimitsBackend",
+    "Offence",
+    "QuotaLimits",
+    "QuotaRefusal",
+    "Quotas",
     "Refusal",
+    "Usage",
 ]
 
 #: Burst of every bucket, in seconds of its rate ("at most one second").
@@ -55,6 +75,7 @@ class Refusal(enum.Enum):
     IP_FULL = "too many connections from your address"  # 421 at connect
     USER_FULL = "too many connections for this user"  # 530 at login
     UNAVAILABLE = "service temporarily unavailable"  # 421: limits backend down, fail closed
+    BANNED = "your address is banned for too many failed logins"  # 421 at connect, and later
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +154,133 @@ class Bandwidth(abc.ABC):
         """
 
 
+class Offence(enum.Enum):
+    """What adds to an IP's score; the value is the word the log line uses."""
+
+    BAD_PASSWORD = "bad_password"
+    UNKNOWN_USER = "unknown_user"
+    LIMIT_EXCEEDED = "limit_exceeded"  # 421 at connect, 530 at login for a connection limit
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """A ban of one offender: an IP, or an IPv6 network (``2001:db8::/64``)."""
+
+    offender: str
+    seconds: float  # how long it still lasts
+    number: int = 1  # the n-th ban of this offender within a day (0: not known)
+
+
+def _nobody(ban: Ban) -> None:
+    pass
+
+
+class Bans(abc.ABC):
+    """The brute-force defender for the sessions of one worker process.
+
+    ``settings`` say the scores, threshold, durations and safelist; with
+    ``settings.enabled`` false nothing is scored and nobody is banned. IPs are
+    scored and banned as offenders: an IPv4 address, or the IPv6 network of
+    ``ipv6_prefix`` bits around an address. ``on_ban`` is called (in the
+    event loop) for every new ban this process hears of, whoever made it, so
+    that the server can close the offender's open sessions.
+    """
+
+    settings: DefenderSettings
+
+    def __init__(self) -> None:
+        self.on_ban: Callable[[Ban], None] = _nobody
+
+    @abc.abstractmethod
+    def banned(self, ip: str) -> bool:
+        """Whether ``ip`` is banned now; no I/O, cheap enough for every connection."""
+
+    @abc.abstractmethod
+    async def offended(self, ip: str, offence: Offence) -> Ban | None:
+        """Add ``offence``'s score to ``ip``'s; the ban if this made it reach the threshold."""
+
+    @abc.abstractmethod
+    async def ban(self, ip: str, seconds: float | None = None) -> Ban:
+        """Ban ``ip`` now, for ``seconds`` (default: its next escalated ``ban_time``)."""
+
+    @abc.abstractmethod
+    async def unban(self, ip: str) -> bool:
+        """Lift ``ip``'s ban and forget its score and escalation; whether it was banned."""
+
+    @abc.abstractmethod
+    async def bans(self) -> list[Ban]:
+        """Every ban in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """A user's disk quota (``None``: that dimension is unlimited)."""
+
+    bytes: int | None = None
+    files: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.bytes is None and self.files is None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a user's tally says is stored: bytes and regular files."""
+
+    bytes: int
+    files: int
+
+
+class QuotaRefusal(enum.Enum):
+    """Why a quota reservation got nothing; the FTP layer picks the reply code."""
+
+    FILES = "file quota exceeded"  # 552: one more file would pass quota_files
+    UNKNOWN = "no tally yet"  # scan the user's directory, then ask again
+    UNAVAILABLE = "quota tally unavailable"  # 452: backend down and no tally known
+
+
+class Quotas(abc.ABC):
+    """Each user's tally of stored bytes and files, shared by every worker.
+
+    ``user`` is :attr:`~ftp_cluster.shared.users.User.key`. All methods are
+    called from the worker's event loop.
+    """
+
+    @abc.abstractmethod
+    async def usage(self, user: str) -> Usage | None:
+        """The user's tally, or ``None`` if none is known (never counted, or unreachable)."""
+
+    @abc.abstractmethod
+    async def reserve(
+        self, user: str, limits: QuotaLimits, nbytes: int, files: int = 0
+    ) -> int | QuotaRefusal:
+        """Add up to ``nbytes`` bytes and exactly ``files`` files to the tally.
+
+        Returns how many bytes were granted: all of ``nbytes`` while the
+        quota allows, fewer (down to 0) at its edge; the files are all or
+        nothing (:attr:`QuotaRefusal.FILES`). Nothing is added on a refusal.
+        """
+
+    @abc.abstractmethod
+    async def adjust(self, user: str, nbytes: int, files: int = 0) -> None:
+        """Change the tally by ``nbytes`` and ``files`` (negative: freed), whatever the quota.
+
+        An unknown tally stays unknown: the scan that sets it counts the disk.
+        """
+
+    @abc.abstractmethod
+    async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
+        """Set the tally (a scan's result); ``only_if_unknown``: keep one that exists.
+
+        True if the tally is now ``usage``.
+        """
+
+    @abc.abstractmethod
+    def chunk_size(self) -> int:
+        """How many bytes one :meth:`reserve` of a running upload should ask for."""
+
+
 class LimitsBackend(abc.ABC):
     """Every kind of limit for one worker process, one attribute per part.
 
@@ -145,6 +293,10 @@ class LimitsBackend(abc.ABC):
     leases: Leases
     #: Token buckets for transfers.
     bandwidth: Bandwidth
+    #: The brute-force defender.
+    bans: Bans
+    #: Users' disk tallies.
+    quotas: Quotas
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect and start background work (lease refresh); idempotent."""

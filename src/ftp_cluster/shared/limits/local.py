@@ -1,8 +1,9 @@
 """In-process limits: the library default and the Redis backend's fallback.
 
 One :class:`LocalLimits` counts the sessions of one process, with a
-:class:`LocalLeases` and a :class:`LocalBandwidth`. Alone, it enforces the
-configured limits for that process. As the fallback of a cluster-wide
+:class:`LocalLeases`, a :class:`LocalBandwidth`, :class:`LocalBans` (its
+defender) and :class:`LocalQuotas`. Alone, it enforces the configured limits for
+that process. As the fallback of a cluster-wide
 backend it is built with ``share=workers`` and then enforces
 ``ceil(limit / share)`` of every connection cap and bandwidth rate, so that
 the workers together stay near the configured totals while they cannot
@@ -19,20 +20,40 @@ from typing import NamedTuple
 
 from ftp_cluster.shared.limits.base import (
     BackendStats,
+    Ban,
     Bandwidth,
+    Bans,
     Bucket,
     ConnectionCaps,
     Leases,
     LimitsBackend,
+    Offence,
+    QuotaLimits,
+    QuotaRefusal,
+    Quotas,
     Refusal,
+    Usage,
 )
 from ftp_cluster.shared.limits.bucket import TokenBucket
+from ftp_cluster.shared.limits.defender import ESCALATION_WINDOW, Policy
+from ftp_cluster.shared.settings import DefenderSettings
 
-__all__ = ["Holding", "LocalBandwidth", "LocalLeases", "LocalLimits", "local_chunk_size"]
+__all__ = [
+    "Holding",
+    "LocalBandwidth",
+    "LocalBans",
+    "LocalLeases",
+    "LocalLimits",
+    "LocalQuotas",
+    "grant",
+    "local_chunk_size",
+]
 
 _CHUNK_SECONDS = 0.01
 _MIN_CHUNK = 16 * 1024
 _MAX_CHUNK = 256 * 1024
+#: Bytes one quota reservation of an upload asks for (in-process: cheap, so fine).
+_QUOTA_CHUNK = 256 * 1024
 
 
 def local_chunk_size(rate: int) -> int:
@@ -152,20 +173,176 @@ class LocalBandwidth(Bandwidth):
         return local_chunk_size(rate)
 
 
+class LocalBans(Bans):
+    """Scores and bans in this process's memory, on the monotonic ``clock``.
+
+    Alone it defends one process; as the Redis backend's fallback, the bans it
+    decides while Redis is down hold on this worker only.
+    """
+
+    def __init__(
+        self,
+        settings: DefenderSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else DefenderSettings()
+        self.policy = Policy(self.settings)
+        self._clock = clock
+        self._scores: dict[str, list[tuple[float, int]]] = {}
+        self._until: dict[str, float] = {}
+        self._history: dict[str, list[float]] = {}
+
+    def banned(self, ip: str) -> bool:
+        if not self._until:
+            return False  # the common case costs one dict test
+        offender = self.policy.offender(ip)
+        return offender is not None and self._remaining(offender) > 0
+
+    def _remaining(self, offender: str) -> float:
+        until = self._until.get(offender)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._until[offender]
+        return left
+
+    async def offended(self, ip: str, offence: Offence) -> Ban | None:
+        offender = self.policy.offender(ip)
+        points = self.policy.score(offence)
+        if not self.settings.enabled or offender is None or points <= 0:
+            return None
+        if self._remaining(offender) > 0:
+            return None  # already banned: its sessions are being closed
+        now = self._clock()
+        since = now - self.settings.observation_time
+        scores = [(at, p) for at, p in self._scores.get(offender, ()) if at > since]
+        scores.append((now, points))
+        if sum(p for _, p in scores) < self.settings.threshold:
+            self._scores[offender] = scores
+            return None
+        return self._ban(offender, None)
+
+    def _ban(self, offender: str, seconds: float | None) -> Ban:
+        now = self._clock()
+        history = [at for at in self._history.get(offender, ()) if at > now - ESCALATION_WINDOW]
+        history.append(now)
+        self._history[offender] = history
+        self._scores.pop(offender, None)  # a ban resets the score
+        if seconds is None:
+            seconds = self.policy.ban_seconds(len(history))
+        self._until[offender] = now + seconds
+        ban = Ban(offender, seconds, len(history))
+        self.on_ban(ban)
+        return ban
+
+    async def ban(self, ip: str, seconds: float | None = None) -> Ban:
+        offender = self.policy.offender(ip)
+        if offender is None:
+            raise ValueError(f"{ip!r} is safelisted or no IP address: it cannot be banned")
+        return self._ban(offender, seconds)
+
+    async def unban(self, ip: str) -> bool:
+        offender = self.policy.offender(ip)
+        if offender is None:
+            return False
+        self._scores.pop(offender, None)
+        self._history.pop(offender, None)
+        return self._until.pop(offender, None) is not None
+
+    async def bans(self) -> list[Ban]:
+        found = []
+        for offender in list(self._until):
+            left = self._remaining(offender)
+            if left > 0:
+                found.append(Ban(offender, left, len(self._history.get(offender, ()))))
+        return found
+
+    def forget_scores(self) -> None:
+        """Drop every score (kept bans hold until they end): Redis scores again."""
+        self._scores.clear()
+
+
+def grant(
+    usage: Usage, limits: QuotaLimits, nbytes: int, files: int, headroom: int | None = None
+) -> int | QuotaRefusal:
+    """What a reservation against ``usage`` gets (``headroom``: at most this many bytes more).
+
+    The arithmetic of ``lua/quota_reserve.lua``: files all or nothing, bytes
+    up to the quota's edge.
+    """
+    if files > 0 and limits.files is not None and usage.files + files > limits.files:
+        return QuotaRefusal.FILES
+    granted = nbytes
+    if limits.bytes is not None:
+        granted = max(0, min(granted, limits.bytes - usage.bytes))
+    if headroom is not None:
+        granted = max(0, min(granted, headroom))
+    return granted
+
+
+class LocalQuotas(Quotas):
+    """Tallies in this process's memory (the library server's, or one test's)."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, Usage] = {}
+
+    async def usage(self, user: str) -> Usage | None:
+        return self._tallies.get(user)
+
+    async def reserve(
+        self, user: str, limits: QuotaLimits, nbytes: int, files: int = 0
+    ) -> int | QuotaRefusal:
+        usage = self._tallies.get(user)
+        if usage is None:
+            return QuotaRefusal.UNKNOWN
+        granted = grant(usage, limits, nbytes, files)
+        if not isinstance(granted, QuotaRefusal):
+            self._tallies[user] = Usage(usage.bytes + granted, usage.files + files)
+        return granted
+
+    async def adjust(self, user: str, nbytes: int, files: int = 0) -> None:
+        usage = self._tallies.get(user)
+        if usage is not None:
+            self._tallies[user] = Usage(max(0, usage.bytes + nbytes), max(0, usage.files + files))
+
+    async def set_usage(self, user: str, usage: Usage, *, only_if_unknown: bool = False) -> bool:
+        if only_if_unknown and user in self._tallies:
+            return self._tallies[user] == usage
+        self._tallies[user] = usage
+        return True
+
+    def chunk_size(self) -> int:
+        return _QUOTA_CHUNK
+
+
 class LocalLimits(LimitsBackend):
     """Counters and token buckets in this process's memory.
 
     ``share`` divides every cap and rate (rounding up), for use as one of
     ``share`` independent parts of a cluster. ``clock`` is the monotonic
-    clock the buckets run on.
+    clock the buckets and bans run on; ``defender`` the ``[defender]``
+    settings (default: off).
     """
 
     leases: LocalLeases
     bandwidth: LocalBandwidth
+    bans: LocalBans
+    quotas: LocalQuotas
 
-    def __init__(self, *, share: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        share: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        defender: DefenderSettings | None = None,
+    ) -> None:
         self.leases = LocalLeases(share=share)
         self.bandwidth = LocalBandwidth(share=share, clock=clock)
+        self.bans = LocalBans(defender, clock=clock)
+        self.quotas = LocalQuotas()
 
     def stats(self) -> BackendStats:
         return BackendStats(healthy=True, commands_sent=0, sessions=self.leases.sessions())

@@ -148,6 +148,20 @@ class AbstractPathIO(abc.ABC):
     async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
         """Set the modification time (MFMT); the access time is kept."""
 
+    async def entry(self, path: PurePosixPath) -> FileInfo:
+        """Stat one entry without following a link (what a listing shows of it).
+
+        The default, for back ends without links, is :meth:`info`.
+        """
+        return await self.info(path)
+
+    async def truncate(self, path: PurePosixPath, size: int) -> None:
+        """Cut a regular file back to ``size`` bytes (an in-place upload past its quota).
+
+        Back ends that cannot raise PathIOError ENOTSUP; the data then stays.
+        """
+        raise PathIOError(errno.ENOTSUP, "truncation is not supported here", str(path))
+
     @abc.abstractmethod
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         """Open a regular file for reading from ``offset`` (past the end: reads nothing)."""

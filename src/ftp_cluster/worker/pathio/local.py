@@ -86,6 +86,12 @@ class _LocalPathIO(AbstractPathIO):
     async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
         await self._run(functools.partial(_set_modified, path, mtime))
 
+    async def entry(self, path: PurePosixPath) -> FileInfo:
+        return await self._run(functools.partial(_entry, path))
+
+    async def truncate(self, path: PurePosixPath, size: int) -> None:
+        await self._run(functools.partial(_truncate, path, size))
+
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         opening = functools.partial(self._open_download, path, offset)
         return await self._run(opening, _LocalDownload.discard)
@@ -378,6 +384,19 @@ def _list(path: PurePosixPath) -> list[FileInfo]:
             infos.append(_file_info(entry.name, status))
     infos.sort(key=lambda info: info.name)
     return infos
+
+
+def _entry(path: PurePosixPath) -> FileInfo:
+    return _file_info(path.name, stat_entry(path))
+
+
+def _truncate(path: PurePosixPath, size: int) -> None:
+    # Through a descriptor opened without following a last-component link.
+    fd = _open_regular(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _set_modified(path: PurePosixPath, mtime: float) -> None:

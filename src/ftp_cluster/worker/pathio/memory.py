@@ -143,6 +143,13 @@ class MemoryPathIO(AbstractPathIO):
     async def set_modified(self, path: PurePosixPath, mtime: float) -> None:
         self._lookup(path).mtime = mtime
 
+    async def truncate(self, path: PurePosixPath, size: int) -> None:
+        node = self._lookup(path)
+        if not isinstance(node, _File):
+            raise _error(errno.EISDIR, path)
+        del node.data[size:]
+        node.mtime = time.time()
+
     async def open_download(self, path: PurePosixPath, offset: int = 0) -> Download:
         node = self._lookup(path)
         if isinstance(node, _Dir):

@@ -34,6 +34,8 @@ __all__ = [
     "OpenPassive",
     "Outcome",
     "Progress",
+    "QuotaQuery",
+    "QuotaStatus",
     "Request",
     "Signal",
     "StartTLS",
@@ -167,6 +169,38 @@ class StartTLS(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaQuery(Request):
+    """The logged-in user's disk usage, for STAT or SITE QUOTA; Done carries a
+    :class:`QuotaStatus`."""
+
+    verb: Literal["STAT", "SITE"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    """A user's tally against its quota (``None``: unlimited; ``used_*`` ``None``: not
+    counted yet)."""
+
+    used_bytes: int | None
+    used_files: int | None
+    quota_bytes: int | None
+    quota_files: int | None
+
+    def line(self) -> str:
+        """The reply line: ``quota: 5 of 10 bytes, 1 of 3 files used``."""
+        if self.used_bytes is None or self.used_files is None:
+            return "quota: usage not known yet (being counted)"
+        return (
+            f"quota: {_of(self.used_bytes, self.quota_bytes)} bytes, "
+            f"{_of(self.used_files, self.quota_files)} files used"
+        )
+
+
+def _of(used: int, limit: int | None) -> str:
+    return f"{used} of {limit}" if limit is not None else f"{used} of unlimited"
+
+
+@dataclass(frozen=True, slots=True)
 class Abort(Request):
     """ABOR with no transfer running: close any data listener."""
 
@@ -211,6 +245,10 @@ class Failure(enum.Enum):
     DATA_NOT_PROTECTED = "TLS session of the data connection not resumed"
     CONNECTION_LOST = "connection closed, transfer aborted"
     ABORTED = "transfer aborted"
+    #: RFC 959 552: the upload would pass the user's disk quota (its data is gone).
+    QUOTA_EXCEEDED = "exceeded storage allocation (disk quota)"
+    #: RFC 959 452: the quota's tally cannot be had now; try again later.
+    QUOTA_UNAVAILABLE = "insufficient storage space: disk quota cannot be checked now"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
@@ -54,6 +55,8 @@ from ftp_cluster.worker.protocol.requests import (
     Logout,
     OpenPassive,
     Outcome,
+    QuotaQuery,
+    QuotaStatus,
     Request,
     Signal,
     StartTLS,
@@ -94,6 +97,12 @@ class SessionOptions:
     #: connection, PROT P).
     tls: bool = False
     tls_required: Literal["none", "control", "all"] = "none"
+    #: The disk quota of users without their own (``[server] default_quota_*``).
+    default_quota_bytes: int | None = None
+    default_quota_files: int | None = None
+    #: Told of a login the core refuses by itself (``"tls_required"``: USER
+    #: before AUTH TLS), so that it is counted like the others.
+    on_login_refused: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     greeting: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +122,8 @@ _FAILURE_CODES: dict[Failure, int] = {
     Failure.BAD_PASSWORD: 530,
     Failure.UNKNOWN_USER: 530,
     Failure.USER_LIMIT: 530,
+    Failure.QUOTA_EXCEEDED: 552,
+    Failure.QUOTA_UNAVAILABLE: 452,
 }
 #: Failures whose reply must not tell them apart (a login probe learns nothing).
 _SAME_TEXT = {Failure.UNKNOWN_USER: Failure.BAD_PASSWORD.value}
@@ -474,9 +485,36 @@ class Session:
             case Abort():
                 self.endpoint = None
                 return Reply.of(226, "abort successful")
+            case QuotaQuery():
+                return self._quota_done(request, outcome.value)
             case Close():
                 return _GOODBYE
         raise ProtocolMisuse(f"unknown request {request!r}")
+
+    def _quota_done(self, request: QuotaQuery, status: object) -> Reply:
+        assert isinstance(status, QuotaStatus)
+        if request.verb == "SITE":
+            return Reply.of(200, status.line())
+        return self.status(status.line())
+
+    def status(self, *extra: str) -> Reply:
+        """STAT without argument: who, TYPE, no transfer, and ``extra`` lines."""
+        who = self.user.key if self.user is not None else "nobody"
+        kind = "ASCII" if self.transfer_type == "A" else "binary"
+        return Reply(
+            211, ("status:", f"logged in as {who}", f"TYPE {kind}", *extra, "no transfer", "end")
+        )
+
+    @property
+    def has_quota(self) -> bool:
+        """The logged-in user has a disk quota (its usage is tallied)."""
+        options = self.options
+        return (
+            self.user is not None
+            and not self.user.quota_limits(
+                options.default_quota_bytes, options.default_quota_files
+            ).unlimited
+        )
 
     def _after_logout(self) -> Step:
         login, self._relogin = self._relogin, None

@@ -31,6 +31,7 @@ from ftp_cluster.worker.protocol.requests import (
     FileQuery,
     ListPath,
     OpenPassive,
+    QuotaQuery,
     Request,
     StartTLS,
     Transfer,
@@ -90,6 +91,8 @@ _TLS_FOR_LOGIN = Reply.of(530, "log in over TLS: send AUTH TLS first")
 
 def _user(s: Session, login: str) -> Step:
     if s.options.tls_required != "none" and not s.protected:
+        if s.options.on_login_refused is not None:
+            s.options.on_login_refused("tls_required")  # PASS then is no second attempt
         return _TLS_FOR_LOGIN
     if s.user is not None:
         return s.relogin(login)
@@ -208,9 +211,18 @@ def _stat(s: Session, argument: str) -> Step:
         if not s.can_read(path):
             return _DENIED
         return ListPath("STAT", path)
-    who = s.user.key if s.user is not None else "nobody"
-    kind = "ASCII" if s.transfer_type == "A" else "binary"
-    return Reply(211, ("status:", f"logged in as {who}", f"TYPE {kind}", "no transfer", "end"))
+    if s.has_quota:
+        return QuotaQuery("STAT")  # the reply gets a quota line
+    return s.status()
+
+
+def _site(s: Session, argument: str) -> Step:
+    command, _, _ = argument.partition(" ")
+    if command.upper() != "QUOTA":
+        return Reply.of(504, f"SITE {command} not understood (SITE QUOTA is)")
+    if not s.has_quota:
+        return Reply.of(200, "quota: none (unlimited)")
+    return QuotaQuery("SITE")
 
 
 def _help(s: Session, _: str) -> Step:
@@ -323,20 +335,18 @@ def _epsv(s: Session, argument: str) -> Step:
 
 
 def _port(s: Session, argument: str) -> Step:
-    if s.epsv_all:
-        return _EPSV_ONLY
-    address = parse_port(argument)
-    if address is None:
-        return Reply.of(501, "syntax error in PORT arguments")
-    return _active(s, *address)
+    return _active_from(s, parse_port(argument), "PORT")
 
 
 def _eprt(s: Session, argument: str) -> Step:
+    return _active_from(s, parse_eprt(argument), "EPRT")
+
+
+def _active_from(s: Session, address: tuple[str, int] | None, verb: str) -> Step:
     if s.epsv_all:
         return _EPSV_ONLY
-    address = parse_eprt(argument)
     if address is None:
-        return Reply.of(501, "syntax error in EPRT arguments")
+        return Reply.of(501, f"syntax error in {verb} arguments")
     return _active(s, *address)
 
 
@@ -440,6 +450,7 @@ COMMANDS: dict[str, CommandSpec] = {
     "STRU": _spec(_stru, argument="required"),
     "ALLO": _spec(_allo),
     "STAT": _spec(_stat),
+    "SITE": _spec(_site, argument="required"),
     "PWD": _spec(_pwd, argument="none"),
     "XPWD": _spec(_pwd, argument="none"),
     "CWD": _spec(_cwd),

@@ -5,6 +5,8 @@
 * :mod:`.leases`: connection counts (batched lease changes, spare slots,
   the in-process mirror, resync);
 * :mod:`.bandwidth`: token buckets;
+* :mod:`.bans`: the brute-force defender (scores, bans, the ban channel);
+* :mod:`.quotas`: users' disk tallies;
 * :mod:`.health`: the one guard that turns a Redis failure into outage mode,
   the probing while Redis is down, and the resyncs;
 * :mod:`.store`: the client, the lease channel and the script calls the
@@ -26,11 +28,13 @@ from typing import Literal
 from ftp_cluster.shared.limits.base import BackendStats, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
 from ftp_cluster.shared.limits.redis.bandwidth import RedisBandwidth
+from ftp_cluster.shared.limits.redis.bans import RedisBans
 from ftp_cluster.shared.limits.redis.health import PROBE_INTERVAL, Health
 from ftp_cluster.shared.limits.redis.leases import RedisLeases
+from ftp_cluster.shared.limits.redis.quotas import RedisQuotas
 from ftp_cluster.shared.limits.redis.schema import Keys
 from ftp_cluster.shared.limits.redis.store import RedisStore
-from ftp_cluster.shared.settings import RedisSettings
+from ftp_cluster.shared.settings import DefenderSettings, RedisSettings
 
 __all__ = ["SOCKET_TIMEOUT", "RedisLimits"]
 
@@ -49,6 +53,8 @@ class RedisLimits(LimitsBackend):
 
     leases: RedisLeases
     bandwidth: RedisBandwidth
+    bans: RedisBans
+    quotas: RedisQuotas
 
     def __init__(
         self,
@@ -62,13 +68,14 @@ class RedisLimits(LimitsBackend):
         socket_timeout: float = SOCKET_TIMEOUT,
         probe_interval: float = PROBE_INTERVAL,
         spare_slots: int = RedisSettings.spare_slots,
+        defender: DefenderSettings | None = None,
     ) -> None:
         if on_failure not in ("closed", "open"):
             raise ValueError(f"on_failure must be 'closed' or 'open', not {on_failure!r}")
         if lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
         keys = Keys(namespace, worker_id)
-        local = LocalLimits(share=workers)
+        local = LocalLimits(share=workers, defender=defender)
         self._store = RedisStore(url, timeout=socket_timeout)
         self._health = Health(
             self._store,
@@ -91,7 +98,10 @@ class RedisLimits(LimitsBackend):
             spare_slots=spare_slots,
         )
         self.bandwidth = RedisBandwidth(self._store, self._health, keys, local.bandwidth)
+        self.bans = RedisBans(self._store, self._health, keys, local.bans)
         self._health.watch(self.leases)
+        self.quotas = RedisQuotas(self._store, self._health, keys, workers=workers)
+        self._health.watch(self.quotas)
 
     async def start(self) -> None:
         if self._health.started:
@@ -99,6 +109,8 @@ class RedisLimits(LimitsBackend):
         with self._health.guard:
             await self._store.load_scripts()
         self._health.start()
+        if self.bans.settings.enabled:
+            self.bans.start()
 
     async def settled(self) -> None:
         """Wait until every change sent without waiting has run in Redis (or failed)."""
@@ -107,6 +119,7 @@ class RedisLimits(LimitsBackend):
     async def close(self) -> None:
         await self.leases.settled()
         await self._health.stop()
+        await self.bans.close()
         await self.leases.close()
         await self._store.close()
 

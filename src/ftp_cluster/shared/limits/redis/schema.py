@@ -11,7 +11,19 @@ import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["LEASES", "REFRESH", "RELEASE_WORKER", "RESERVE", "SCRIPTS", "Keys", "LuaScript"]
+__all__ = [
+    "BANS",
+    "LEASES",
+    "QUOTA_ADJUST",
+    "QUOTA_RESERVE",
+    "QUOTA_SET",
+    "REFRESH",
+    "RELEASE_WORKER",
+    "RESERVE",
+    "SCRIPTS",
+    "Keys",
+    "LuaScript",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +47,11 @@ LEASES = LuaScript.load("leases")
 REFRESH = LuaScript.load("refresh")
 RELEASE_WORKER = LuaScript.load("release_worker")
 RESERVE = LuaScript.load("reserve")
-SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE)
+BANS = LuaScript.load("bans")
+QUOTA_RESERVE = LuaScript.load("quota_reserve")
+QUOTA_ADJUST = LuaScript.load("quota_adjust")
+QUOTA_SET = LuaScript.load("quota_set")
+SCRIPTS = (LEASES, REFRESH, RELEASE_WORKER, RESERVE, BANS, QUOTA_RESERVE, QUOTA_ADJUST, QUOTA_SET)
 
 
 class Keys:
@@ -47,6 +63,12 @@ class Keys:
         self.workers = f"{namespace}:worker:"
         self.index = f"{self.workers}{worker_id}"
         self._buckets = f"{namespace}:bucket:"
+        self._defender = f"{namespace}:"
+        #: The pub/sub channel every new ban and unban is published on.
+        self.ban_channel = f"{namespace}:bans"
+        #: SCAN pattern of every ban key (what :meth:`ban` names).
+        self.ban_pattern = f"{namespace}:ban:*"
+        self._quotas = f"{namespace}:quota:"
 
     def ip(self, ip: str) -> str:
         return f"{self.leases}ip:{ip}"
@@ -56,3 +78,22 @@ class Keys:
 
     def bucket(self, key: str) -> str:
         return f"{self._buckets}{key}"
+
+    def ban(self, offender: str) -> str:
+        return f"{self._defender}ban:{offender}"
+
+    def ban_keys(self, offender: str) -> list[str]:
+        """The keys of ``bans.lua`` for one offender: score, ban, history."""
+        return [
+            f"{self._defender}score:{offender}",
+            self.ban(offender),
+            f"{self._defender}banned:{offender}",
+        ]
+
+    def offender_of(self, ban_key: str) -> str:
+        """The offender a key of :attr:`ban_pattern` is about."""
+        return ban_key.removeprefix(f"{self._defender}ban:")
+
+    def quota(self, user: str) -> str:
+        """The user's disk tally (a HASH: bytes, files); every quota script touches only it."""
+        return f"{self._quotas}{user}"
