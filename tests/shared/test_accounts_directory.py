@@ -83,9 +83,9 @@ def test_rows_become_users_and_the_file_wins(postgres_url: str) -> None:
     run(init(postgres_url))
     run(sql(postgres_url,
         "INSERT INTO ftp_users (login, password_hash, home_path, base_path, permissions, "
-        "maximum_connections, read_speed_limit) VALUES ('dora', "
+        "maximum_connections, read_speed_limit, quota_bytes) VALUES ('dora', "
         f"'{HASH}', '/home', '/srv/dora', "
-        "'[{\"path\": \"/\", \"readable\": true, \"writable\": false}]', 3, 0)",
+        "'[{\"path\": \"/\", \"readable\": true, \"writable\": false}]', 3, 0, 1000)",
         "INSERT INTO ftp_users (login) VALUES ('filed')",
     ))  # fmt: skip
     filed = User("filed", "File-Pass-77")
@@ -102,6 +102,7 @@ def test_rows_become_users_and_the_file_wins(postgres_url: str) -> None:
     assert dora.check_password("Db-Secret-41") and not dora.check_password("wrong")
     assert str(dora.home_path) == "/home" and str(dora.base_path) == "/srv/dora"
     assert dora.maximum_connections == 3 and dora.read_speed_limit is None  # 0: unlimited
+    assert (dora.quota_bytes, dora.quota_files) == (1000, None)
     assert not dora.permission_for(dora.home_path).writable
     assert file_user is filed
     assert nobody is None

@@ -27,6 +27,7 @@ def test_every_verb_and_no_hash_is_ever_printed(postgres_url: str, tmp_path: Pat
     code, out, err = users(postgres_url, "add", "ann", "--password-stdin", "--home", "/www",
                            "--permission", "/:ro", "--permission", "/www:rw",
                            "--max-connections", "4", "--read-limit", "1000",
+                           "--quota-bytes", "5000",
                            stdin="Cli-Secret-9876\n")  # fmt: skip
     assert code == 0, err
     code, out, _ = users(postgres_url, "show", "ann", "--json")
@@ -37,6 +38,7 @@ def test_every_verb_and_no_hash_is_ever_printed(postgres_url: str, tmp_path: Pat
         {"path": "/www", "readable": True, "writable": True},
     ]
     assert shown["maximum_connections"] == 4 and shown["read_speed_limit"] == 1000
+    assert shown["quota_bytes"] == 5000 and shown["quota_files"] is None
     assert "scrypt" not in out and "Cli-Secret" not in out
 
     # --config FILE works as well as --database URL.
@@ -68,6 +70,7 @@ def test_every_verb_and_no_hash_is_ever_printed(postgres_url: str, tmp_path: Pat
         (("add", "x", "--permission", "a:rw"), 2, "bad permission 'a:rw'"),
         (("add", "x", "--max-connections", "-1"), 2, "--max-connections: must be at least 0"),
         (("add", "x", "--home", "rel"), 2, "home_path: must be an absolute"),
+        (("add", "x", "--quota-files", "-3"), 2, "--quota-files: must be at least 0"),
         (("add", "x", "--password-hash", "plain"), 2, "not a hash of a supported format"),
         (("add", "two words"), 2, "login: must be a non-empty word"),
         (("set", "x"), 2, "nothing to change"),

@@ -26,6 +26,7 @@ from ftp_cluster.shared.accounts.database import describe_url
 from ftp_cluster.shared.accounts.rows import (
     COLUMNS,
     LIMIT_COLUMNS,
+    QUOTA_COLUMNS,
     BadRow,
     permission_json,
     permissions_from_json,
@@ -49,6 +50,8 @@ _LIMIT_FLAGS = {
     "write_speed_limit": "--write-limit",
     "read_speed_limit_per_connection": "--read-limit-per-connection",
     "write_speed_limit_per_connection": "--write-limit-per-connection",
+    "quota_bytes": "--quota-bytes",
+    "quota_files": "--quota-files",
 }
 
 
@@ -173,7 +176,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         values["base_path"] = args.base
     if args.permission:
         values["permissions"] = permission_json(tuple(parse_permission(p) for p in args.permission))
-    for column in LIMIT_COLUMNS:
+    for column in (*LIMIT_COLUMNS, *QUOTA_COLUMNS):
         if getattr(args, column) is not None:
             values[column] = getattr(args, column)
     if args.disabled:
@@ -184,7 +187,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         "home_path": "/",
         "base_path": None,
         "permissions": "[]",
-        **dict.fromkeys(LIMIT_COLUMNS),
+        **dict.fromkeys((*LIMIT_COLUMNS, *QUOTA_COLUMNS)),
         **values,
     }
     try:
@@ -291,7 +294,7 @@ def _shown(row: asyncpg.Record) -> dict[str, Any]:
         ]
     except BadRow as bad:
         shown["permissions"] = f"invalid: {bad.problem}"
-    for column in LIMIT_COLUMNS:
+    for column in (*LIMIT_COLUMNS, *QUOTA_COLUMNS):
         shown[column] = row[column]
     shown["disabled"] = row["disabled"]
     try:

@@ -20,6 +20,7 @@ from ftp_cluster.shared.users import Permission, User
 __all__ = [
     "COLUMNS",
     "LIMIT_COLUMNS",
+    "QUOTA_COLUMNS",
     "BadRow",
     "Row",
     "permission_json",
@@ -35,6 +36,8 @@ LIMIT_COLUMNS = (
     "read_speed_limit_per_connection",
     "write_speed_limit_per_connection",
 )
+#: Migration 2: NULL is "[server] default_quota_*", 0 unlimited (as in [[users]]).
+QUOTA_COLUMNS = ("quota_bytes", "quota_files")
 #: What a login needs from a row, in the order the query selects them.
 COLUMNS = (
     "login",
@@ -43,6 +46,7 @@ COLUMNS = (
     "base_path",
     "permissions",
     *LIMIT_COLUMNS,
+    *QUOTA_COLUMNS,
     "disabled",
 )
 
@@ -77,7 +81,7 @@ def user_from_row(row: Row) -> User:
         if not isinstance(base_path, str) or not base_path.startswith("/"):
             raise BadRow("base_path", "must be an absolute real directory (starting with '/')")
         base_path = Path(base_path)
-    limits = {name: _checked(name, row[name]) for name in LIMIT_COLUMNS}
+    limits = {name: _checked(name, row[name]) for name in (*LIMIT_COLUMNS, *QUOTA_COLUMNS)}
     return User(
         login,
         password_hash=password_hash,
