@@ -211,3 +211,44 @@ def test_database_stopped_and_started_during_a_login_loop(
     assert 1 <= log.count("unreachable") <= 2, log[-3000:]  # once per worker and outage
     assert log.count("reachable again") <= 2
     assert all(process.is_running() for process in cluster.children())
+
+
+def reference_hashes(password: str) -> dict[str, str]:
+    """The same password hashed by the reference tools, one per supported format."""
+    import subprocess  # noqa: PLC0415
+
+    import argon2  # noqa: PLC0415
+    import bcrypt  # noqa: PLC0415
+
+    from ftp_cluster.shared.passwords import hash_password  # noqa: PLC0415
+
+    def openssl(flag: str) -> str:
+        done = subprocess.run(
+            ["openssl", "passwd", flag, "-stdin"], input=password, capture_output=True,
+            text=True, check=True, timeout=10,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    return {
+        "sha512": openssl("-6"),
+        "sha256": openssl("-5"),
+        "argon2id": argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(password),
+        "bcrypt2b": bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode(),
+        "bcrypt2y": "$2y$" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()[4:],
+        "scrypt": hash_password(password, log2_n=4),
+    }
+
+
+def test_every_hash_format_from_the_database_logs_in(
+    start_cluster: StartCluster, database: str
+) -> None:
+    password = "Hash-Format-Pw-8080"
+    hashes = reference_hashes(password)
+    for scheme, encoded in hashes.items():
+        users(database, "add", f"h{scheme}", "--password-hash", encoded)
+    cluster = start_cluster(workers=2, config=config(database))
+    for scheme in hashes:
+        assert reply(cluster, f"h{scheme}", password) == "230", scheme
+        assert reply(cluster, f"h{scheme}", password + "x") == "530", scheme
+    log = cluster.log()
+    assert not any(encoded in log for encoded in hashes.values())
