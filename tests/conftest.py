@@ -1,4 +1,4 @@
-"""Fixtures every test directory may use: real redis-server processes.
+"""Fixtures every test directory may use: real redis-server and PostgreSQL processes.
 
 Tests only ever talk to Redis servers started here, on free loopback ports
 and private unix sockets; the system Redis (6379) is never touched.
@@ -24,6 +24,8 @@ import redis
 
 if TYPE_CHECKING:
     from tests.redis_cluster import LocalCluster
+
+from tests.postgres import PostgresServer, find_binaries
 
 __all__ = ["RedisServer", "free_port"]
 
@@ -229,3 +231,36 @@ def _cluster(*, replicas: int = 1, tls_password: str | None = None) -> Iterator[
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL for the session. Do not stop it: use ``postgres_factory``."""
+    server = PostgresServer(find_binaries())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL (its URL)."""
+    return postgres_server.create_database(f"t{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[Callable[[], PostgresServer]]:
+    """Starts dedicated PostgreSQL servers (for tests that stop and start them)."""
+    servers: list[PostgresServer] = []
+
+    def start() -> PostgresServer:
+        server = PostgresServer(find_binaries())
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.remove()

@@ -199,6 +199,13 @@ class TLSSettings:
         return self.certificate is not None
 
 
+def _postgres_url(value: str) -> None:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise Invalid(
+            "must start with postgresql:// (the value is not shown: it may hold a password)"
+        )
+
+
 def _networks(value: tuple[str, ...]) -> None:
     for entry in value:
         try:
@@ -288,12 +295,25 @@ class MetricsSettings:
 
 @dataclass(frozen=True)
 class AccountsSettings:
-    """Where accounts come from and how long what was learnt of one is reused (``[accounts]``)."""
+    """Users in PostgreSQL, and how long what was learnt of an account is reused
+    (``[accounts]``). Without ``database``, users come only from ``[[users]]``."""
 
+    database: str | None = setting(
+        None,
+        "PostgreSQL URL of the ftp_users table; None: users come only from [[users]]",
+        check=_postgres_url,
+        secret=True,
+    )
     cache_seconds: float = setting(
         5.0,
         "seconds a user looked up, and a password verified against its hash, are reused; 0: never",
         check=at_least(0),
+    )
+    pool_size: int = setting(2, "database connections per worker", check=between(1, 100))
+    timeout: float = setting(
+        2.0,
+        "seconds a lookup (connect and query) may take before the login gets 421",
+        check=between(0.1, 60),
     )
 
 

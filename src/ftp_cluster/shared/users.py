@@ -215,6 +215,14 @@ class UserTable:
     def find(self, login: str) -> User | None:
         return self._by_login.get(login, self._anonymous)
 
+    def named(self, login: str) -> User | None:
+        """The user whose login is exactly ``login`` (never the anonymous account)."""
+        return self._by_login.get(login)
+
+    @property
+    def anonymous(self) -> User | None:
+        return self._anonymous
+
     @property
     def users(self) -> tuple[User, ...]:
         anonymous = (self._anonymous,) if self._anonymous is not None else ()

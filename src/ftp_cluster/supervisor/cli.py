@@ -1,4 +1,4 @@
-"""The ``ftp-cluster`` command: start, stop, reload, status, bans, quota, hash-password, ...
+"""The ``ftp-cluster`` command: start, stop, reload, status, bans, quota, users, hash-password, ...
 
 The ``start`` flags are not written out here: every settings field whose
 :class:`~ftp_cluster.shared.fields.Spec` says ``cli`` (see
@@ -46,6 +46,7 @@ from ftp_cluster.shared.users import Permission, User
 from ftp_cluster.supervisor import cli_bans
 from ftp_cluster.supervisor.cli_logs import add_reopen_logs, reopen_logs
 from ftp_cluster.supervisor.cli_quota import add_quota_parser, run_quota
+from ftp_cluster.supervisor.cli_users import add_users_parser, run_users, warn_overlaps
 from ftp_cluster.worker.stats import FIGURES
 
 __all__ = ["build_parser", "cli_settings", "main", "parse_user"]
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host name or address the certificate is for (repeatable; default: localhost "
         "and 127.0.0.1)",
     )
+    add_users_parser(commands)
     return parser
 
 
@@ -186,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "bans": cli_bans.run,
         "hash-password": _hash_password,
         "self-signed-certificate": _self_signed,
+        "users": run_users,
         "reopen-logs": reopen_logs,
     }
     sys.exit(handlers[args.command](args))
@@ -249,6 +252,7 @@ def _start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         logformat.configure("text")
         return _fail(f"config error: {exc}", 2)
+    warn_overlaps(config)
     logformat.configure(config.logging.format)
     for module in _PRELOAD:  # import once here rather than in every worker
         importlib.import_module(module)

@@ -20,7 +20,9 @@ import ssl
 import time
 from typing import cast
 
+from ftp_cluster.shared.accounts.database import AccountsUnavailable
 from ftp_cluster.shared.limits.base import Refusal
+from ftp_cluster.shared.users import User
 from ftp_cluster.worker import defence
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
@@ -450,7 +452,10 @@ class ControlConnection(asyncio.Protocol):
 
     async def _check_login(self, request: Authenticate) -> Outcome:
         ctx = self.ctx
-        user = ctx.options.users.find(request.login)
+        try:
+            user = await self._find_user(request.login)
+        except AccountsUnavailable:
+            return Failed(Failure.UNAVAILABLE)
         if user is None:
             return Failed(Failure.UNKNOWN_USER)
         if request.password is None:
@@ -488,6 +493,11 @@ class ControlConnection(asyncio.Protocol):
     def _peer(self) -> str:
         assert self.session is not None
         return self.session.peer
+
+    async def _find_user(self, login: str) -> User | None:
+        if self.ctx.accounts is None:
+            return self.ctx.options.users.find(login)
+        return await self.ctx.accounts.find(login)
 
     def _login(self) -> str | None:
         """The logged-in session's login name, for its log events."""

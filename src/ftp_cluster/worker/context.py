@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
+from ftp_cluster.shared.accounts.directory import Directory
 from ftp_cluster.shared.limits.base import ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.settings import ServerSettings
 from ftp_cluster.shared.users import User
@@ -24,6 +25,8 @@ from ftp_cluster.worker.stats import WorkerStats
 from ftp_cluster.worker.tls import TLSContexts
 
 __all__ = ["ManagedConnection", "WorkerContext"]
+
+_MAX_OTHER_ROOTS = 10_000
 
 
 class ManagedConnection(Protocol):
@@ -60,6 +63,9 @@ class WorkerContext:
     quota_scans: QuotaScans = field(default_factory=QuotaScans)  # first logins' scans
     background: set[asyncio.Task[None]] = field(default_factory=set)
     tls: TLSContexts | None = None  # FTPS configured
+    accounts: Directory | None = None  # None: the session options' users only
+    #: Real roots of database users by base_path (resolved once, as the file users' are).
+    other_roots: dict[object, PurePosixPath] = field(default_factory=dict)
     proxies: TrustedProxies | None = None  # proxy_protocol on: whose PROXY headers count
     draining: bool = False
     events: SessionEvents = field(init=False)  # lifecycle: log lines, figures, transfer log
@@ -74,7 +80,15 @@ class WorkerContext:
         return session_id
 
     def root_for(self, user: User) -> PurePosixPath:
-        return self.roots[user.key]
+        root = self.roots.get(user.key)
+        if root is None:  # a database user: by its base_path, which its row may change
+            root = self.other_roots.get(user.base_path)
+            if root is None:
+                if len(self.other_roots) >= _MAX_OTHER_ROOTS:
+                    self.other_roots.clear()
+                root = self.path_io.real_root(user.base_path or self.settings.root)
+                self.other_roots[user.base_path] = root
+        return root
 
     def start(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         """Run ``coroutine`` now, inline; if it has to wait, the rest becomes a task

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ftp_cluster.shared.accounts.directory import Directory
 from ftp_cluster.shared.host_limits import listen_backlog
 from ftp_cluster.shared.limits.base import Ban, ConnectionCaps, LimitsBackend
 from ftp_cluster.shared.limits.local import LocalLimits
@@ -144,12 +145,13 @@ class Server:
         self.path_io = path_io_factory(timeout=self.settings.path_timeout)
         self.limits = limits if limits is not None else LocalLimits()
         self.accounts = accounts if accounts is not None else AccountsSettings()
+        self.directory = Directory.from_settings(self.users, self.accounts)
         stats = WorkerStats()
         self._ctx = WorkerContext(
             settings=self.settings,
             stats=stats,
             options=SessionOptions(
-                users=self.users,
+                users=self.directory.session_table(),
                 welcome_message=self.settings.welcome_message,
                 system_type=self.settings.system_type,
                 max_line_length=self.settings.max_line_length,
@@ -169,6 +171,7 @@ class Server:
                 per_ip=self.settings.maximum_connections_per_ip,
             ),
             tls=_contexts(self.tls),
+            accounts=self.directory,
             passwords=PasswordChecks(cache_seconds=self.accounts.cache_seconds),
             proxies=trusted_proxies(self.settings),
         )
@@ -192,7 +195,8 @@ class Server:
         path_io_factory: PathIOFactory = PathIO,
     ) -> Server:
         """A server for a cluster worker, from a loaded configuration."""
-        users = config.users or (User(),)
+        # With a database, no [[users]] means "only the database's", not "anonymous".
+        users = config.users or (() if config.accounts.database else (User(),))
         return cls(
             users,
             path_io_factory,
@@ -303,6 +307,7 @@ class Server:
                 await asyncio.sleep(0.01)
         await self._ctx.quota_scans.close()
         await self.limits.close()
+        await self.directory.close()
         self._ctx.pipe.close()
         self._ctx.passwords.close()
         self._ctx.events.close()

@@ -1,0 +1,118 @@
+"""Lookups per second of one user row through asyncpg and psycopg 3 (no cache).
+
+What a worker does for a login whose user is not cached: take a pooled
+connection, run the prepared ``SELECT ... WHERE login = $1``, build the
+:class:`~ftp_cluster.shared.users.User`. Run against a scratch database::
+
+    python -m bench.accounts_driver postgresql://ftp@127.0.0.1:PORT/DB
+
+psycopg is not a dependency of the project: ``pip install 'psycopg[binary,pool]'``
+to compare (it is skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import uvloop
+
+from ftp_cluster.shared.accounts.rows import COLUMNS, user_from_row
+from ftp_cluster.shared.accounts.schema import migrate
+
+USERS = 1000
+LOOKUPS = 20_000
+CONCURRENCY = 16
+POOL = 2  # a worker's pool
+_QUERY = f"SELECT {', '.join(COLUMNS)} FROM ftp_users WHERE login = $1"
+
+
+async def _prepare(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await migrate(connection)
+        await connection.execute("DELETE FROM ftp_users WHERE login LIKE 'bench%'")
+        await connection.executemany(
+            "INSERT INTO ftp_users (login, home_path) VALUES ($1, '/')",
+            [(f"bench{n}",) for n in range(USERS)],
+        )
+    finally:
+        await connection.close()
+
+
+async def _drive(lookup: Callable[[str], Awaitable[None]]) -> float:
+    logins = [f"bench{random.randrange(USERS)}" for _ in range(LOOKUPS)]
+    per_task = LOOKUPS // CONCURRENCY
+
+    async def run(part: int) -> None:
+        for login in logins[part * per_task : (part + 1) * per_task]:
+            await lookup(login)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(run(n) for n in range(CONCURRENCY)))
+    return per_task * CONCURRENCY / (time.perf_counter() - start)
+
+
+async def _asyncpg(url: str) -> float:
+    pool = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL)
+
+    async def lookup(login: str) -> None:
+        async with pool.acquire() as connection:
+            row = await connection.fetchrow(_QUERY, login)
+        assert row is not None
+        user_from_row(row)
+
+    try:
+        return await _drive(lookup)
+    finally:
+        await pool.close()
+
+
+async def _psycopg(url: str) -> float | None:
+    try:
+        from psycopg.rows import dict_row  # noqa: PLC0415
+        from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+    except ImportError:
+        return None
+    query = _QUERY.replace("$1", "%s")
+    pool = AsyncConnectionPool(url, min_size=POOL, max_size=POOL, open=False)
+    await pool.open()
+
+    async def lookup(login: str) -> None:
+        async with (
+            pool.connection() as connection,
+            connection.cursor(row_factory=dict_row) as cursor,
+        ):
+            await cursor.execute(query, (login,), prepare=True)
+            row = await cursor.fetchone()
+        assert row is not None
+        user_from_row(row)
+
+    try:
+        return await _drive(lookup)
+    finally:
+        await pool.close()
+
+
+async def _main(url: str) -> None:
+    await _prepare(url)
+    for name, measure in (("asyncpg", _asyncpg), ("psycopg", _psycopg)):
+        rates = []
+        for _ in range(3):
+            rate = await measure(url)
+            if rate is None:
+                break
+            rates.append(rate)
+        if not rates:
+            print(f"{name}: not installed")
+            continue
+        each = ", ".join(f"{r:,.0f}" for r in rates)
+        print(f"{name}: {max(rates):,.0f} lookups/s (best of 3; {each})")
+
+
+if __name__ == "__main__":
+    uvloop.run(_main(sys.argv[1]))
