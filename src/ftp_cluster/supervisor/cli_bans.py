@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from ftp_cluster.shared.config import ConfigError, load_config
 from ftp_cluster.shared.settings import DefenderSettings
 
@@ -73,6 +71,8 @@ def _target(args: argparse.Namespace) -> tuple[str, str, DefenderSettings]:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one ``bans`` verb; the exit status."""
+    import redis  # noqa: PLC0415 - the other commands need no Redis client
+
     from ftp_cluster.shared.limits.redis.bans_admin import (  # noqa: PLC0415
         add_ban,
         list_bans,
