@@ -16,6 +16,7 @@ from ftp_cluster.shared.limits.base import QuotaLimits, QuotaRefusal, Usage
 from ftp_cluster.shared.limits.redis import RedisLimits
 from ftp_cluster.shared.limits.redis.schema import Keys
 from tests.conftest import RedisServer
+from tests.shared.test_limits_redis import started
 
 QUOTA = QuotaLimits(bytes=1000, files=10)
 RECOVERY_TIMEOUT = 10.0
@@ -42,16 +43,14 @@ def test_outage_enforces_a_share_of_the_last_known_room_and_loses_nothing(
     server = redis_factory()
 
     async def body() -> None:
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
+        async with started(
+            server,
+            redis_namespace,
             worker_id="w1",
             workers=2,
             socket_timeout=0.3,
             probe_interval=0.1,
-        )
-        await limits.start()
-        try:
+        ) as limits:
             quotas = limits.quotas
             assert await quotas.set_usage("alice", Usage(0, 0))
             assert await quotas.reserve("alice", QUOTA, 100, files=1) == 100
@@ -73,8 +72,6 @@ def test_outage_enforces_a_share_of_the_last_known_room_and_loses_nothing(
             # Every change made meanwhile reached Redis.
             assert _tally(server, redis_namespace, "alice") == {b"bytes": b"550", b"files": b"1"}
             assert await quotas.reserve("alice", QUOTA, 1000) == 450
-        finally:
-            await limits.close()
 
     asyncio.run(asyncio.wait_for(body(), 30))
 
@@ -85,15 +82,9 @@ def test_a_scan_during_an_outage_fills_only_a_missing_tally(
     server = redis_factory()
 
     async def body() -> None:
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
-            worker_id="w1",
-            socket_timeout=0.3,
-            probe_interval=0.1,
-        )
-        await limits.start()
-        try:
+        async with started(
+            server, redis_namespace, worker_id="w1", socket_timeout=0.3, probe_interval=0.1
+        ) as limits:
             quotas = limits.quotas
             assert await quotas.set_usage("alice", Usage(300, 3))
             with server.hung():
@@ -105,7 +96,5 @@ def test_a_scan_during_an_outage_fills_only_a_missing_tally(
             await _recovered(limits)
             assert _tally(server, redis_namespace, "carol") == {b"bytes": b"25", b"files": b"3"}
             assert _tally(server, redis_namespace, "alice") == {b"bytes": b"300", b"files": b"3"}
-        finally:
-            await limits.close()
 
     asyncio.run(asyncio.wait_for(body(), 30))

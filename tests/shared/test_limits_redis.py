@@ -49,10 +49,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> fl
 
 @asynccontextmanager
 async def started(
-    server: RedisServer, namespace: str, worker_id: str = "w"
+    server: RedisServer, namespace: str, worker_id: str = "w", **options: Any
 ) -> AsyncIterator[RedisLimits]:
-    """A started backend, closed on the way out."""
-    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id)
+    """A started backend (``options`` go to RedisLimits), closed on the way out."""
+    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id, **options)
     await limits.start()
     try:
         yield limits
@@ -137,9 +137,7 @@ def test_close_releases_everything_the_worker_holds(
 
 def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             for n, ip in enumerate([IP, IP, FOREIGN]):
                 assert await limits.leases.admit(str(n), ip, NO_CAPS) is None
             assert await limits.leases.login("0", "alice", None) is None
@@ -152,8 +150,6 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
                 "users": {"alice": 1},
                 "spare_slots": 0,
             }
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -445,18 +441,14 @@ def test_uncapped_changes_do_not_wait_for_redis(
     server = redis_factory()
 
     async def main() -> None:
-        limits = RedisLimits(
-            server.url, namespace=redis_namespace, worker_id="w", socket_timeout=10
-        )
-        await limits.start()
-        try:
+        async with started(server, redis_namespace, worker_id="w", socket_timeout=10) as limits:
             with server.hung():
-                started = time.monotonic()
+                began = time.monotonic()
                 assert await limits.leases.admit("1", IP, NO_CAPS) is None
                 assert await limits.leases.login("1", "alice", None) is None
                 assert await limits.leases.admit("2", FOREIGN, NO_CAPS) is None
                 await limits.leases.release("2")
-                assert time.monotonic() - started < 2.5, "uncapped changes waited for Redis"
+                assert time.monotonic() - began < 2.5, "uncapped changes waited for Redis"
                 capped = asyncio.create_task(
                     limits.leases.admit("3", IP, ConnectionCaps(server=10))
                 )
@@ -473,8 +465,6 @@ def test_uncapped_changes_do_not_wait_for_redis(
                 "spare_slots": 0,  # a cap of 10 is too small for spares
             }
             assert limits.stats().healthy
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -611,9 +601,7 @@ def test_leases_are_registered_again_after_a_restart(
 
 def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespace: str) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             assert await limits.leases.admit("1", IP, NO_CAPS) is None
             await limits.settled()
             redis_server.client().script_flush()
@@ -626,8 +614,6 @@ def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespa
             assert redis_server.client().script_exists(*(s.sha for s in SCRIPTS)) == [True] * len(
                 SCRIPTS
             )
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -660,15 +646,9 @@ def test_connections_dropped_while_idle_are_no_outage(
 
     async def main() -> None:
         # A long TTL: no refresh reconnects on the worker's behalf meanwhile.
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
-            worker_id="w1",
-            on_failure="closed",
-            lease_ttl=60,
-        )
-        await limits.start()
-        try:
+        async with started(
+            server, redis_namespace, worker_id="w1", on_failure="closed", lease_ttl=60
+        ) as limits:
             # Both the lease channel and a pooled connection get used.
             assert await limits.leases.admit("1", IP, caps) is None
             assert await limits.leases.login("1", "alice", 1) is None
@@ -684,8 +664,6 @@ def test_connections_dropped_while_idle_are_no_outage(
             assert await limits.leases.admit("3", IP, caps) is None
             assert await limits.leases.admit("4", IP, caps) is Refusal.SERVER_FULL
             assert await limits.leases.login("3", "alice", 1) is Refusal.USER_FULL
-        finally:
-            await limits.close()
 
     run(main())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -752,9 +730,7 @@ def test_commands_per_mib_moved(redis_server: RedisServer, redis_namespace: str,
     buckets = [Bucket("server:write", rate), Bucket("user:alice:write", 2 * rate)]
 
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             chunk = min(limits.bandwidth.chunk_size(bucket.rate) for bucket in buckets)
             before = limits.stats().commands_sent
             moved = 0
@@ -766,8 +742,6 @@ def test_commands_per_mib_moved(redis_server: RedisServer, redis_namespace: str,
             per_mib = (limits.stats().commands_sent - before) / (moved / MiB)
             assert 0 < per_mib <= 16
             assert limits.stats().healthy
-        finally:
-            await limits.close()
 
     run(main())
 
