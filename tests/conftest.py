@@ -17,18 +17,32 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
+if TYPE_CHECKING:
+    from tests.redis_cluster import LocalCluster
+
 from tests.postgres import PostgresServer, find_binaries
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisServer", "free_port"]
 
 _STARTUP_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-minutes",
+        type=float,
+        default=0.0,
+        help="run the soak test (tests/soak) for this many minutes; 0 (default): skip it",
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -45,7 +59,7 @@ class RedisServer:
     def __init__(self, executable: str, directory: Path) -> None:
         self.executable = executable
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.socket_path = directory / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -177,6 +191,46 @@ def redis_factory() -> Iterator[Callable[[], RedisServer]]:
 def redis_namespace() -> str:
     """A key prefix no other test uses, so tests can share ``redis_server``."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One 3-master Redis Cluster (a replica each) for the session; do not kill its nodes."""
+    yield from _cluster()
+
+
+@pytest.fixture
+def redis_cluster_factory() -> Iterator[Callable[..., LocalCluster]]:
+    """Starts dedicated Redis Clusters (for tests that kill their nodes).
+
+    ``replicas``: per master (default 1); ``tls_password``: TLS on every
+    node, which all ask for this password.
+    """
+    clusters: list[Iterator[LocalCluster]] = []
+
+    def start(*, replicas: int = 1, tls_password: str | None = None) -> LocalCluster:
+        running = _cluster(replicas=replicas, tls_password=tls_password)
+        clusters.append(running)
+        return next(running)
+
+    yield start
+    for running in clusters:
+        with contextlib.suppress(StopIteration):
+            next(running)
+
+
+def _cluster(*, replicas: int = 1, tls_password: str | None = None) -> Iterator[LocalCluster]:
+    from tests.redis_cluster import LocalCluster, Secrets  # noqa: PLC0415
+
+    directory = Path(tempfile.mkdtemp(prefix="ftpc-cluster-"))
+    secrets = None if tls_password is None else Secrets.make(directory, tls_password)
+    cluster = LocalCluster(_redis_executable(), directory, replicas=replicas, secrets=secrets)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

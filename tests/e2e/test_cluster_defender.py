@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -154,8 +155,9 @@ def test_guessing_ip_is_banned_on_every_worker_and_host(
         assert all(usable(ftp) for ftp in good)
         close_all([_session(one, GOOD), _session(two, GOOD)])
 
+        banned = f"defender: banned ip={BAD} offender={BAD} seconds=60 ban=1"
+        wait_for(lambda: banned in one.log(), timeout=2)
         log = one.log()
-        assert f"defender: banned ip={BAD} offender={BAD} seconds=60 ban=1" in log
         assert log.count(f"defender: login failed ip={BAD} reason=bad_password") >= 15
         [ban] = _bans(one)
         assert ban["ip"] == BAD and ban["ban"] == 1
@@ -186,7 +188,8 @@ def _remove_then_ban_again(one: Cluster, two: Cluster, config_file: Path) -> Non
     assert 85 < float(str(ban["seconds_left"])) <= 90  # 60 s * 1.5
     done = cli("bans", "add", BAD, "--for", "30", "--config", str(config_file))
     assert "banned 127.0.0.2 for 30 s (ban 3 today)" in done.stdout, done
-    assert f"defender: banned ip={BAD} offender={BAD} seconds=90 ban=2" in one.log()
+    banned = f"defender: banned ip={BAD} offender={BAD} seconds=90 ban=2"
+    wait_for(lambda: banned in one.log(), timeout=2)
 
 
 def _admitted(cluster: Cluster) -> ftplib.FTP | None:
@@ -197,18 +200,21 @@ def _admitted(cluster: Cluster) -> ftplib.FTP | None:
 def test_escalated_second_ban(
     start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str
 ) -> None:
-    config = _config(redis_namespace, threshold=3, ban_time=1)
+    # Bans of 4 s, then 6 s: long enough that `bans list`, a subprocess that
+    # takes a second to start on a loaded machine, still finds the ban.
+    config = _config(redis_namespace, threshold=3, ban_time=4)
     cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
-    for number, seconds in ((1, 1), (2, 1.5)):
+    for number, seconds in ((1, 4), (2, 6)):  # 4 s, then 50 % longer
         replies = [_guess(cluster) for _ in range(3)]
         assert all(r.startswith("530") for r in replies[:2]), replies
         assert "banned" in _guess(cluster)
+        line = f"defender: banned ip={BAD} offender={BAD} seconds={seconds} ban={number}"
+        wait_for(lambda line=line: line in cluster.log(), timeout=2)  # type: ignore[misc]
         [ban] = _bans(cluster)
         assert ban["ban"] == number
-        assert seconds - 0.5 < float(str(ban["seconds_left"])) <= seconds
-        wait_for(lambda: _bans(cluster) == [], timeout=5)
+        assert 0 < float(str(ban["seconds_left"])) <= seconds
+        wait_for(lambda: _bans(cluster) == [], timeout=seconds + 3)
         close_all([wait_for(lambda: _admitted(cluster), timeout=2)])
-    assert "seconds=2 ban=2" in cluster.log()  # 1.5 s, rounded in the log line
 
 
 def test_safelisted_ip_is_never_banned(
@@ -223,30 +229,95 @@ def test_safelisted_ip_is_never_banned(
     assert done.returncode == 2 and "safelisted" in done.stderr
 
 
+#: A login name that tries to forge a match for another address (it must not).
+FORGED = (
+    "x [1] ftp_cluster.worker: defender: login failed ip=10.9.9.9 reason=x "
+    '", "message": "defender: banned ip=10.9.9.9 offender=x'
+)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_fail2ban_filter_matches_the_server_log(
-    start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str
+    start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str, log_format: str
 ) -> None:
     regex = shutil.which("fail2ban-regex")
     if regex is None:
         pytest.fail("fail2ban-regex is missing: install the Debian package fail2ban")
     config = _config(redis_namespace, threshold=4, login_delay=0)
+    config += f'[logging]\nformat = "{log_format}"\n'
     cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
     replies = [_guess(cluster, BAD) for _ in range(5)] + [_guess(cluster, GOOD)]
     assert "banned" in replies[4]
+    forger = attempt(cluster, GOOD)
+    assert isinstance(forger, ftplib.FTP)
+    assert try_login(forger, FORGED, WRONG).startswith("530")
+    forger.close()
     close_all([_session(cluster, GOOD)])  # a good login: must not match
     log = cluster.log_path
-    wait_for(lambda: f"ip={GOOD} reason=bad_password" in log.read_text(), timeout=5)
+    wait_for(lambda: log.read_text().count(f"ip={GOOD} reason=") == 2, timeout=5)
     done = subprocess.run(
-        [regex, "--print-all-matched", str(log), str(CONTRIB / "filter.d" / "ftp-cluster.conf")],
+        [regex, "-o", "ip", str(log), str(CONTRIB / "filter.d" / "ftp-cluster.conf")],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    matched = [line for line in done.stdout.splitlines() if "defender:" in line]
-    # Four failed logins and one ban of 127.0.0.2, one failed login of 127.0.0.1.
-    assert sum(f"ip={BAD} reason=" in line for line in matched) == 4, done.stdout
-    assert sum(f"banned ip={BAD}" in line for line in matched) == 1, done.stdout
-    assert sum(f"ip={GOOD} reason=" in line for line in matched) == 1, done.stdout
-    assert "Lines: " in done.stdout and "Failregex: 6 total" in done.stdout, done.stdout
+    found = done.stdout.split()
+    # Four failed logins and the ban of 127.0.0.2; two failed logins of 127.0.0.1.
+    assert sorted(found) == [GOOD] * 2 + [BAD] * 5, done.stdout
+
+
+def test_connection_limit_refusals_score(
+    start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str
+) -> None:
+    # Per-IP cap 1, threshold 6, 3 per refusal: the second 421 bans.
+    config = _config(redis_namespace, threshold=6, login_delay=0)
+    config = config.replace("[server]\n", "[server]\nmaximum_connections_per_ip = 1\n")
+    cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
+    held = _session(cluster, BAD)
+    try:
+        first, second = attempt(cluster, BAD), attempt(cluster, BAD)
+        assert isinstance(first, str) and "too many connections" in first, first
+        assert isinstance(second, str) and second.startswith("421"), second
+        wait_for(lambda: not usable(held), timeout=1.0)  # the held session is closed
+        assert "banned" in str(attempt(cluster, BAD))
+        banned = f"defender: banned ip={BAD} offender={BAD} seconds=60 ban=1"
+        wait_for(lambda: banned in cluster.log(), timeout=2)
+        assert cluster.log().count(f"defender: limit exceeded ip={BAD} reason=limit_exceeded") == 2
+        close_all([_session(cluster, GOOD)])
+    finally:
+        held.close()
+
+
+def test_redis_outage_scores_per_worker_then_cluster_wide_again(
+    start_cluster: StartCluster, redis_factory: Callable[[], RedisServer], redis_namespace: str
+) -> None:
+    redis = redis_factory()
+    config = _config(redis_namespace, threshold=3, login_delay=0)
+    config = config.replace("[redis]\n", '[redis]\non_failure = "open"\n')
+    cluster = start_with_redis(start_cluster, redis.url, 2, config)
+    workers = cluster.worker_pids()
+    redis.stop()
+    # Each worker scores its own share of the guesses and bans by itself.
+    # Guesses land on the workers as SO_REUSEPORT hashes them: go on (at most 60)
+    # until both have banned.
+    replies = []
+    for _ in range(60):
+        replies.append(_guess(cluster))
+        if cluster.log().count(f"defender: banned ip={BAD}") == 2:
+            break
+    assert cluster.log().count(f"defender: banned ip={BAD}") == 2, replies
+    assert all("banned" in str(attempt(cluster, BAD)) for _ in range(10)), replies
+    assert "is unreachable" in cluster.log()
+    close_all([_session(cluster, GOOD)])
+    assert cluster.worker_pids() == workers, "a worker died in the outage"
+    # Back: a ban decided by one worker holds on both again.
+    redis.start()
+    wait_for(lambda: cluster.log().count("is reachable again") == 2, timeout=10)
+    other = "127.0.0.3"
+    # Three guesses in all, wherever they land, ban it: the score is cluster-wide again.
+    replies = [_guess(cluster, other) for _ in range(3)]
+    assert all(r.startswith("530") for r in replies[:2]), replies
+    wait_for(lambda: f"defender: banned ip={other}" in cluster.log(), timeout=2)
+    assert all("banned" in str(attempt(cluster, other)) for _ in range(10))

@@ -202,7 +202,7 @@ def test_large_caps_admit_on_spare_slots_and_leave_redis_clean(
     wait_cluster_sessions(cluster, 0)
     stop_cleanly(cluster)
     # Spares are leases of their worker: a clean stop gives them back too.
-    assert redis_server.client().keys(f"{redis_namespace}:conn:*") == []
+    assert redis_server.client().keys(f"{{{redis_namespace}}}:conn:*") == []
 
 
 def test_two_hosts_sharing_redis_and_namespace_share_limits(

@@ -181,9 +181,18 @@ def test_counters_match_the_transfers_and_survive_a_killed_worker(
     assert grew(before, later) == expected
     quit_all(held)
 
-    # A reload replaces both workers; their last heartbeat carries their final
-    # totals, so the counters stay exact, and a reload is no restart.
+    # A reload replaces both workers; each sends its final totals as it exits,
+    # so an upload just before it (no heartbeat since) is counted, and a
+    # reload is no restart.
     old = cluster.worker_pids()
+    ftp = session(cluster)
+    ftp.storbinary("STOR last", io.BytesIO(b"L" * 4096))
+    ftp.quit()
+    expected["uploads"] += 1
+    expected["up_bytes"] += 4096
+    expected["up_seconds"] += 1
+    expected["logins"] += 1
+    expected["accepted"] += 1
     done = cli("reload", "--pid-file", str(cluster.pid_file))
     assert done.returncode == 0, done.stderr
     wait_for(lambda: not cluster.worker_pids() & old, timeout=20, interval=0.3)

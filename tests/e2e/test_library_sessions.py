@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ftplib
 import gc
 import io
@@ -15,6 +16,7 @@ import pytest
 
 from ftp_cluster import MemoryPathIO, PathIO, Permission, Server, User
 from ftp_cluster.shared.limits.local import LocalLeases, LocalLimits
+from ftp_cluster.shared.settings import DefenderSettings
 from ftp_cluster.worker.connection import ControlConnection
 from ftp_cluster.worker.endpoints import PassiveListener
 from ftp_cluster.worker.transfer import TransferJob
@@ -312,3 +314,22 @@ def test_path_io_runs_on_real_disk(run_server: ServerFactory, tmp_path: Path) ->
     ftp.mkd("d")
     ftp.storbinary("STOR d/f", io.BytesIO(os.urandom(100_000)))
     assert (tmp_path / "d" / "f").stat().st_size == 100_000
+
+
+def test_the_login_that_gets_its_address_banned_counts_as_banned(
+    run_server: ServerFactory,
+) -> None:
+    defender = DefenderSettings(enabled=True, threshold=2, login_delay=0)
+    running = run_server(
+        lambda: Server(
+            (User("u", "banned-Pw-6174"),),
+            path_io_factory=MemoryPathIO,
+            limits=LocalLimits(defender=defender),
+        )
+    )
+    with pytest.raises(ftplib.error_perm, match="530"):
+        running.client("u", "wrong-guess-1")
+    with contextlib.suppress(ftplib.Error, OSError, EOFError):
+        running.client("u", "wrong-guess-2")  # reaches the threshold: 530 or the ban's 421
+    stats = running.server.stats()
+    assert (stats.logins_bad_password, stats.logins_banned) == (1, 1)

@@ -340,7 +340,7 @@ def test_index_matches_the_leases_after_batches(
             )
             await asyncio.gather(limits.leases.login("s0", "bob", None), limits.leases.logout("s1"))
             await limits.settled()
-            index = redis_server.client().hgetall(f"{redis_namespace}:worker:w")
+            index = redis_server.client().hgetall(f"{{{redis_namespace}}}:worker:w")
             assert index == {
                 **{f"c:s{n}".encode(): IP.encode() for n in (0, 1, 3, 4, 5)},
                 b"u:s0": b"bob",
@@ -348,7 +348,7 @@ def test_index_matches_the_leases_after_batches(
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["users"] == {"bob": 1}
             assert counts["sessions"] == 5
-            pttl = redis_server.client().pttl(f"{redis_namespace}:conn:user:bob")
+            pttl = redis_server.client().pttl(f"{{{redis_namespace}}}:conn:user:bob")
             assert 0 < pttl <= ttl * 1000
         finally:
             await limits.close()

@@ -8,6 +8,8 @@ here, run on each of these back ends:
 
 * ``local``: the in-process :class:`LocalLimits`;
 * ``redis``: :class:`RedisLimits` on a healthy redis-server;
+* ``redis-cluster``: :class:`RedisLimits` on a healthy 3-master Redis Cluster
+  (``redis+cluster://``), every script call on one slot;
 * ``redis-down-open``: :class:`RedisLimits` (one worker, ``on_failure="open"``)
   whose redis-server is stopped once it has started: its fallback must keep
   the whole contract, at the full caps and rates;
@@ -54,7 +56,7 @@ MARGIN = 0.05
 TIMEOUT = 30.0
 
 #: Back ends that keep every lease: in-process, Redis, and Redis down (open).
-LEASE_BACKENDS = ["local", "redis", "redis-down-open"]
+LEASE_BACKENDS = ["local", "redis", "redis-cluster", "redis-down-open"]
 #: Every back end: in either outage mode, transfers are still paced.
 ALL_BACKENDS = [*LEASE_BACKENDS, "redis-down-closed"]
 
@@ -95,6 +97,11 @@ def backend(request: pytest.FixtureRequest, redis_namespace: str) -> Backend:
         url = request.getfixturevalue("redis_server").url
         return Backend(
             name, lambda: RedisLimits(url, namespace=redis_namespace, worker_id="worker-1")
+        )
+    if name == "redis-cluster":
+        cluster_url = request.getfixturevalue("redis_cluster").url()
+        return Backend(
+            name, lambda: RedisLimits(cluster_url, namespace=redis_namespace, worker_id="worker-1")
         )
     mode: Literal["open", "closed"] = "open" if name == "redis-down-open" else "closed"
     assert name == f"redis-down-{mode}", f"unknown back end {name!r}"

@@ -1,7 +1,7 @@
 """The contract of :class:`~ftp_cluster.shared.limits.base.Bans`, on every back end.
 
-The same matrix as ``test_limits_contract.py`` (in-process, Redis, Redis
-stopped once started in either ``on_failure`` mode), with the defender
+The same matrix as ``test_limits_contract.py`` (in-process, Redis, a Redis
+Cluster, Redis stopped once started in either ``on_failure`` mode), with the defender
 switched on: in an outage a worker scores and bans by itself, by the same
 rules.
 """
@@ -31,7 +31,7 @@ DEFENDER = DefenderSettings(
     safelist=("10.0.0.0/8", "2001:db8:1::/48"),
     login_delay=0.0,
 )
-BACKENDS = ["local", "redis", "redis-down-open", "redis-down-closed"]
+BACKENDS = ["local", "redis", "redis-cluster", "redis-down-open", "redis-down-closed"]
 
 
 def _with(defender: DefenderSettings, name: str, request: pytest.FixtureRequest) -> Backend:
@@ -43,6 +43,14 @@ def _with(defender: DefenderSettings, name: str, request: pytest.FixtureRequest)
         return Backend(
             name,
             lambda: RedisLimits(url, namespace=namespace, worker_id="w1", defender=defender),
+        )
+    if name == "redis-cluster":
+        cluster_url = request.getfixturevalue("redis_cluster").url()
+        return Backend(
+            name,
+            lambda: RedisLimits(
+                cluster_url, namespace=namespace, worker_id="w1", defender=defender
+            ),
         )
     mode: Literal["open", "closed"] = "open" if name == "redis-down-open" else "closed"
     server: RedisServer = request.getfixturevalue("redis_factory")()

@@ -132,7 +132,7 @@ def test_close_releases_everything_the_worker_holds(
             await staying.close()
 
     run(main())
-    assert redis_server.client().keys(f"{redis_namespace}:conn:*") == []
+    assert redis_server.client().keys(f"{{{redis_namespace}}}:conn:*") == []
 
 
 def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None:
@@ -696,8 +696,9 @@ def test_lease_operations_are_safe_to_repeat(
 ) -> None:
     """A batch sent again after its reply was lost must not count a session twice."""
     client = redis_server.client()
-    index, server = f"{redis_namespace}:worker:w", f"{redis_namespace}:conn:server"
-    ip_key, user_key = f"{redis_namespace}:conn:ip:{IP}", f"{redis_namespace}:conn:user:alice"
+    index, server = f"{{{redis_namespace}}}:worker:w", f"{{{redis_namespace}}}:conn:server"
+    prefix = f"{{{redis_namespace}}}:conn:"
+    ip_key, user_key = f"{prefix}ip:{IP}", f"{prefix}user:alice"
     keys = [index, server, ip_key, user_key]
 
     def batch(*operations: str | int) -> list[int]:
@@ -723,8 +724,9 @@ def test_uncapped_operations_repeat_safely_and_look_nothing_up(
 ) -> None:
     """With no cap there is nothing to check: no lookup, and a repeat still counts once."""
     client = redis_server.client()
-    index, server = f"{redis_namespace}:worker:w", f"{redis_namespace}:conn:server"
-    ip_key, user_key = f"{redis_namespace}:conn:ip:{IP}", f"{redis_namespace}:conn:user:alice"
+    index, server = f"{{{redis_namespace}}}:worker:w", f"{{{redis_namespace}}}:conn:server"
+    prefix = f"{{{redis_namespace}}}:conn:"
+    ip_key, user_key = f"{prefix}ip:{IP}", f"{prefix}user:alice"
     keys = [index, server, ip_key, user_key]
 
     def lookups() -> int:
@@ -871,7 +873,7 @@ def test_through_sentinel(redis_factory: Callable[[], RedisServer], redis_namesp
                 await limits.close()
 
         run(main())
-        assert master.client().exists(f"{redis_namespace}:worker:w") == 0
+        assert master.client().exists(f"{{{redis_namespace}}}:worker:w") == 0
         with doomed_worker(url, redis_namespace, "doomed", 1, ttl=30):
             pass
         assert release_worker_leases(url, redis_namespace, "doomed") == 1

@@ -338,7 +338,7 @@ def test_a_dead_workers_spares_are_freed_with_its_sessions(
             release_worker_leases, redis_server.url, redis_namespace, "dead"
         )
         assert freed == 1  # the session; its spares are not sessions
-        assert redis_server.client().keys(f"{redis_namespace}:conn:*") == []
+        assert redis_server.client().keys(f"{{{redis_namespace}}}:conn:*") == []
         await limits.close()
 
     run(main())

@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+import redis.asyncio
 import redis.exceptions
 import uvloop
 
@@ -27,6 +28,7 @@ def on_channel(url: str, scenario: Scenario, timeout: float = 0.5) -> None:
 
     async def main() -> None:
         client = async_client(url, timeout=timeout)
+        assert isinstance(client.client, redis.asyncio.Redis)
         channel = CommandChannel(client.client, timeout=timeout)
         try:
             await asyncio.wait_for(scenario(channel), 20)

@@ -47,7 +47,17 @@ __all__ = [
     "TLSSettings",
 ]
 
-_REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"})
+_REDIS_SCHEMES = frozenset(
+    {
+        "redis",
+        "rediss",
+        "unix",
+        "redis+sentinel",
+        "rediss+sentinel",
+        "redis+cluster",
+        "rediss+cluster",
+    }
+)
 
 
 def _timeout(default: float, help: str) -> Any:
@@ -117,6 +127,7 @@ def _redis_url(value: str) -> None:
     # Imported here: defining settings (the library does) needs no Redis client.
     from redis.connection import parse_url  # noqa: PLC0415
 
+    from ftp_cluster.shared.limits.redis.cluster import parse_cluster_url  # noqa: PLC0415
     from ftp_cluster.shared.limits.redis.connection import (  # noqa: PLC0415
         parse_sentinel_url,
         redact,
@@ -127,7 +138,7 @@ def _redis_url(value: str) -> None:
         allowed = ", ".join(f"{s}://" for s in sorted(_REDIS_SCHEMES))
         raise Invalid(f"must start with one of {allowed}", redact(value))
     try:
-        if parse_sentinel_url(value) is None:
+        if parse_sentinel_url(value) is None and parse_cluster_url(value) is None:
             parse_url(value)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise Invalid(f"is not a valid Redis URL: {exc}") from None

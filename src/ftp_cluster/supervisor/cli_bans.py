@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from ftp_cluster.shared.config import ConfigError, load_config
 from ftp_cluster.shared.settings import DefenderSettings
 
@@ -73,6 +71,8 @@ def _target(args: argparse.Namespace) -> tuple[str, str, DefenderSettings]:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one ``bans`` verb; the exit status."""
+    import redis  # noqa: PLC0415 - the other commands need no Redis client
+
     from ftp_cluster.shared.limits.redis.bans_admin import (  # noqa: PLC0415
         add_ban,
         list_bans,
@@ -109,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     except ControlError as exc:
         return _fail(f"{exc} (give --config FILE for a cluster with an external Redis)")
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, redis.RedisClusterException, OSError) as exc:
         return _fail(f"Redis is unreachable: {exc}")
     return 0

@@ -88,7 +88,7 @@ def run_quota(args: argparse.Namespace) -> int:
             print(f"{target.user.key}: {_describe(usage, target.limits)} (scanned {target.root})")
             return 0
         found: list[Any] = connection.client.hmget(key, ["bytes", "files"])
-    except (redis.exceptions.RedisError, OSError) as error:
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as error:
         print(f"ftp-cluster quota: Redis at {redact(target.url)}: {error}")
         return 1
     finally:

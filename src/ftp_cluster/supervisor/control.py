@@ -250,7 +250,7 @@ def redis_state(url: str, namespace: str) -> dict[str, Any]:
         state["state"] = "up"
         state["ping_ms"] = round((time.monotonic() - started) * 1000, 2)
         state["cluster"] = cluster_counts(connection.client, namespace)
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, redis.RedisClusterException, OSError) as exc:
         state["state"] = "down"
         state["error"] = str(exc)
     finally:

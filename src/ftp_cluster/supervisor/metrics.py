@@ -123,7 +123,7 @@ class RedisProbe:
                 self._client, self._url = sync_client(url, timeout=self._timeout), url
             self._client.client.ping()
             return True, cluster_sessions(self._client.client, namespace)
-        except (redis.RedisError, OSError, ValueError):
+        except (redis.RedisError, redis.RedisClusterException, OSError, ValueError):
             self.close()
             return False, None
 

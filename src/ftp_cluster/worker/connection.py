@@ -405,8 +405,10 @@ class ControlConnection(asyncio.Protocol):
         match request:
             case Authenticate():
                 outcome = await self._authenticate(request)
-                assert self.session is not None
-                self.ctx.events.login(self.session_id, self.session.peer, request.login, outcome)
+                peer = self._peer()
+                # A failure that left its address banned (it reached the threshold) is "banned".
+                banned = type(outcome) is Failed and self.ctx.limits.bans.banned(peer)
+                self.ctx.events.login(self.session_id, peer, request.login, outcome, banned=banned)
                 return outcome
             case Logout():
                 await self.ctx.limits.leases.logout(self.session_id)
@@ -487,6 +489,10 @@ class ControlConnection(asyncio.Protocol):
         if quota is not None:
             await quota.logged_in()
         return Done(user)
+
+    def _peer(self) -> str:
+        assert self.session is not None
+        return self.session.peer
 
     async def _find_user(self, login: str) -> User | None:
         if self.ctx.accounts is None:

@@ -58,9 +58,12 @@ class SessionEvents:
             )
             log.info("refused: %s", reason, extra=extra)
 
-    def login(self, session_id: str, client_ip: str, login: str, outcome: Outcome) -> None:
-        """One login attempt by name ``login`` (never its password)."""
-        result = login_result(_failure(outcome))
+    def login(
+        self, session_id: str, client_ip: str, login: str, outcome: Outcome, *, banned: bool = False
+    ) -> None:
+        """One login attempt by name ``login`` (never its password); ``banned``: it failed
+        and its address is banned now."""
+        result = "banned" if banned else login_result(_failure(outcome))
         self.stats.login(result)
         if log.isEnabledFor(logging.INFO):
             ok = result == "ok"

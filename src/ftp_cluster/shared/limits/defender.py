@@ -40,7 +40,13 @@ class Policy:
     def _offender(self, ip: str) -> str | None:
         """The key ``ip`` is scored under, or ``None`` if it is safelisted or no address."""
         try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
+            # "2001:db8::/64" too: what `bans list` shows an operator may give back.
+            text = ip.split("%", 1)[0]
+            address = (
+                ipaddress.ip_network(text, strict=False).network_address
+                if "/" in text
+                else ipaddress.ip_address(text)
+            )
         except ValueError:
             return None
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -34,7 +34,7 @@ def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
         result = connection.client.execute_command(  # type: ignore[no-untyped-call]
             "EVAL", RELEASE_WORKER.source, 1, keys.index, keys.leases, worker_id
         )
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         logger.warning(
             "could not release the leases of worker %s at %s (%s); they expire by themselves",
             worker_id,
@@ -47,13 +47,15 @@ def release_worker_leases(url: str, namespace: str, worker_id: str) -> int:
     return int(result)
 
 
-def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
+def cluster_counts(client: redis.Redis | redis.RedisCluster, namespace: str) -> dict[str, Any]:
     """Live leases cluster-wide, for ``ftp-cluster status`` (blocking client).
 
     Returns ``{"sessions": n, "workers": n, "ips": {ip: n}, "users": {name: n},
     "spare_slots": n}``: sessions and IPs count sessions only, the slots
     workers hold ahead of need (see :mod:`.spares`) are counted apart.
     Expired leases are not counted. Redis errors propagate to the caller.
+    On a Redis Cluster, SCAN visits every master (the lease keys all live in
+    one slot, see :class:`.schema.Keys`).
     """
     keys = Keys(namespace)
     seconds, micros = client.time()
@@ -79,7 +81,7 @@ def cluster_counts(client: redis.Redis, namespace: str) -> dict[str, Any]:
     }
 
 
-def cluster_sessions(client: redis.Redis, namespace: str) -> int:
+def cluster_sessions(client: redis.Redis | redis.RedisCluster, namespace: str) -> int:
     """Live sessions cluster-wide (spare slots not counted), for ``/metrics``.
 
     Cheaper than :func:`cluster_counts`: the server-wide lease count only.
@@ -89,7 +91,7 @@ def cluster_sessions(client: redis.Redis, namespace: str) -> int:
     return _live(client, Keys(namespace).server, seconds * 1000 + micros // 1000)[0]
 
 
-def _live(client: redis.Redis, key: str, now_ms: int) -> tuple[int, int]:
+def _live(client: redis.Redis | redis.RedisCluster, key: str, now_ms: int) -> tuple[int, int]:
     """Unexpired sessions and spare slots in one lease count."""
     members = [
         str(m, "utf-8") if isinstance(m, bytes) else str(m)

@@ -76,7 +76,7 @@ class RedisLimits(LimitsBackend):
             raise ValueError(f"lease_ttl must be positive, not {lease_ttl!r}")
         keys = Keys(namespace, worker_id)
         local = LocalLimits(share=workers, defender=defender)
-        self._store = RedisStore(url, timeout=socket_timeout)
+        self._store = RedisStore(url, timeout=socket_timeout, home_key=keys.server)
         self._health = Health(
             self._store,
             on_failure=on_failure,

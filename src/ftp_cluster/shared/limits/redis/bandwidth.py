@@ -17,6 +17,7 @@ nothing is resynced after an outage.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from ftp_cluster.shared.limits.base import Bandwidth, Bucket
@@ -49,11 +50,29 @@ class RedisBandwidth(Bandwidth):
             return 0.0
         if self._health.healthy:
             keys = [self._keys.bucket(bucket.key) for bucket in buckets]
-            args = [amount, EFFECTIVE_BURST_SECONDS, *(bucket.rate for bucket in buckets)]
             with self._guard:
+                if self._store.cluster and len(buckets) > 1:
+                    return await self._reserve_apart(keys, buckets, amount)
+                args = [amount, EFFECTIVE_BURST_SECONDS, *(bucket.rate for bucket in buckets)]
                 wait_us = await self._store.eval(RESERVE, keys, args)
                 return int(wait_us) / 1_000_000
         return await self._local.reserve(buckets, amount)
+
+    async def _reserve_apart(
+        self, keys: list[str], buckets: Sequence[Bucket], amount: int
+    ) -> float:
+        """One call per bucket, all at once (a cluster: each bucket has a slot of its own).
+
+        The same answer as one call for all: each bucket's arithmetic is its
+        own, and the wait is the longest.
+        """
+        waits = await asyncio.gather(
+            *(
+                self._store.eval(RESERVE, [key], [amount, EFFECTIVE_BURST_SECONDS, bucket.rate])
+                for key, bucket in zip(keys, buckets, strict=True)
+            )
+        )
+        return max(int(wait) for wait in waits) / 1_000_000
 
     def chunk_size(self, rate: int) -> int:
         """At least 128 KiB (at most 8 round trips per MiB), else ~50 ms of ``rate``."""

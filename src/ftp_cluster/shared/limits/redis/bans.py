@@ -30,6 +30,7 @@ from ftp_cluster.shared.limits.local import LocalBans
 from ftp_cluster.shared.limits.redis.health import FAILURES, PROBE_INTERVAL, Health
 from ftp_cluster.shared.limits.redis.schema import BANS, Keys
 from ftp_cluster.shared.limits.redis.store import RedisStore
+from ftp_cluster.shared.settings import DefenderSettings
 
 __all__ = ["RedisBans", "ban_arguments"]
 
@@ -41,14 +42,15 @@ _LISTEN_TIMEOUT = 1.0
 _PING_EVERY = 5
 
 
-def ban_arguments(local: LocalBans, action: str, offender: str, channel: str) -> list[Any]:
-    """ARGV of ``bans.lua`` after the action's own first argument is filled in by the caller."""
-    settings = local.settings
+def ban_arguments(
+    settings: DefenderSettings, action: str, offender: str, channel: str, first: int = 0
+) -> list[Any]:
+    """ARGV of ``lua/bans.lua``: ``first`` is the points of a failure or a ban's milliseconds."""
     return [
         action,
         offender,
         channel,
-        0,
+        first,
         settings.threshold,
         int(settings.observation_time * 1000),
         int(settings.ban_time * 1000),
@@ -98,8 +100,8 @@ class RedisBans(Bans):
             return None
         if self._health.healthy:
             await _in_a_task()
-            args = ban_arguments(self._local, "score", offender, self._keys.ban_channel)
-            args[3] = points
+            channel = self._keys.ban_channel
+            args = ban_arguments(self.settings, "score", offender, channel, points)
             with self._guard:
                 reply = await self._store.eval(BANS, self._keys.ban_keys(offender), args)
                 if int(reply[0]) != 1:
@@ -113,8 +115,8 @@ class RedisBans(Bans):
             raise ValueError(f"{ip!r} is safelisted or no IP address: it cannot be banned")
         if self._health.healthy:
             await _in_a_task()
-            args = ban_arguments(self._local, "ban", offender, self._keys.ban_channel)
-            args[3] = 0 if seconds is None else max(1, int(seconds * 1000))
+            ms = 0 if seconds is None else max(1, int(seconds * 1000))
+            args = ban_arguments(self.settings, "ban", offender, self._keys.ban_channel, ms)
             with self._guard:
                 reply = await self._store.eval(BANS, self._keys.ban_keys(offender), args)
                 return self._record(offender, int(reply[1]), int(reply[2]))
@@ -128,7 +130,7 @@ class RedisBans(Bans):
         was = self._until.pop(offender, None) is not None or was
         if self._health.healthy:
             await _in_a_task()
-            args = ban_arguments(self._local, "unban", offender, self._keys.ban_channel)
+            args = ban_arguments(self.settings, "unban", offender, self._keys.ban_channel)
             with self._guard:
                 return bool(await self._store.eval(BANS, self._keys.ban_keys(offender), args))
         return was

@@ -12,6 +12,7 @@ from typing import Any
 
 from ftp_cluster.shared.limits.base import Ban
 from ftp_cluster.shared.limits.defender import Policy
+from ftp_cluster.shared.limits.redis.bans import ban_arguments
 from ftp_cluster.shared.limits.redis.connection import sync_client
 from ftp_cluster.shared.limits.redis.schema import BANS, Keys
 from ftp_cluster.shared.settings import DefenderSettings
@@ -38,21 +39,6 @@ def _run(url: str, keys: Keys, offender: str, args: list[Any]) -> Any:
         connection.close()
 
 
-def _args(
-    settings: DefenderSettings, action: str, offender: str, keys: Keys, first: int
-) -> list[Any]:
-    return [
-        action,
-        offender,
-        keys.ban_channel,
-        first,
-        settings.threshold,
-        int(settings.observation_time * 1000),
-        int(settings.ban_time * 1000),
-        repr(settings.ban_time_increment),
-    ]
-
-
 def add_ban(
     url: str, namespace: str, settings: DefenderSettings, ip: str, seconds: float | None
 ) -> Ban:
@@ -61,7 +47,9 @@ def add_ban(
     offender = _offender(policy, ip)
     keys = Keys(namespace)
     ms = 0 if seconds is None else max(1, int(seconds * 1000))
-    reply = _run(url, keys, offender, _args(settings, "ban", offender, keys, ms))
+    reply = _run(
+        url, keys, offender, ban_arguments(settings, "ban", offender, keys.ban_channel, ms)
+    )
     return Ban(offender, int(reply[1]) / 1000, int(reply[2]))
 
 
@@ -72,7 +60,9 @@ def remove_ban(url: str, namespace: str, settings: DefenderSettings, ip: str) ->
     if offender is None:
         raise ValueError(f"{ip!r} is not an IP address")
     keys = Keys(namespace)
-    return bool(_run(url, keys, offender, _args(settings, "unban", offender, keys, 0)))
+    return bool(
+        _run(url, keys, offender, ban_arguments(settings, "unban", offender, keys.ban_channel))
+    )
 
 
 def list_bans(url: str, namespace: str) -> list[Ban]:

@@ -5,6 +5,8 @@ Accepted URLs:
 * ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://`` (TLS), as
   redis-py understands them (query options such as ``ssl_ca_certs`` included);
 * ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``;
+* ``redis+cluster://[[user]:password@]host[:port][,host[:port]...]`` and
+  ``rediss+cluster://``: a Redis Cluster (see :mod:`.cluster`);
 * ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``
   and ``rediss+sentinel://`` (TLS to the master). The user and password are
   the master's; ``?sentinel_password=...`` (and ``sentinel_username``)
@@ -130,11 +132,14 @@ def redact(url: str) -> str:
 class AsyncRedis:
     """An asyncio client and whatever else must be closed with it (sentinels)."""
 
-    client: redis.asyncio.Redis
+    client: redis.asyncio.Redis | redis.asyncio.RedisCluster
     extra: list[redis.asyncio.Redis] = field(default_factory=list)
 
     async def aclose(self) -> None:
-        await self.client.aclose(close_connection_pool=True)
+        if isinstance(self.client, redis.asyncio.RedisCluster):
+            await self.client.aclose()
+        else:
+            await self.client.aclose(close_connection_pool=True)
         for other in self.extra:
             await other.aclose(close_connection_pool=True)
 
@@ -143,7 +148,7 @@ class AsyncRedis:
 class SyncRedis:
     """A blocking client and whatever else must be closed with it (sentinels)."""
 
-    client: redis.Redis
+    client: redis.Redis | redis.RedisCluster
     extra: list[redis.Redis] = field(default_factory=list)
 
     def close(self) -> None:
@@ -187,6 +192,11 @@ def _sentinel_options(
 
 def async_client(url: str, *, timeout: float, max_connections: int = 64) -> AsyncRedis:
     """An asyncio client for ``url``; connects lazily, fails within ``timeout``."""
+    from ftp_cluster.shared.limits.redis import cluster  # noqa: PLC0415  (it imports this)
+
+    cluster_url = cluster.parse_cluster_url(url)
+    if cluster_url is not None:
+        return AsyncRedis(cluster.cluster_async_client(cluster_url, _socket_options(timeout)))
     no_retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
     sentinel = parse_sentinel_url(url)
     if sentinel is None:
@@ -211,6 +221,11 @@ def async_client(url: str, *, timeout: float, max_connections: int = 64) -> Asyn
 
 def sync_client(url: str, *, timeout: float) -> SyncRedis:
     """A blocking client for ``url``, for one-off calls outside an event loop."""
+    from ftp_cluster.shared.limits.redis import cluster  # noqa: PLC0415  (it imports this)
+
+    cluster_url = cluster.parse_cluster_url(url)
+    if cluster_url is not None:
+        return SyncRedis(cluster.cluster_sync_client(cluster_url, _socket_options(timeout)))
     no_retry = redis.retry.Retry(NoBackoff(), 0)
     sentinel = parse_sentinel_url(url)
     if sentinel is None:
@@ -316,7 +331,7 @@ class CommandChannel:
             await self.disconnect()
         connection = self._connection
         if connection is None:
-            connection = self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            connection = await self._new_connection()
             connection.socket_timeout = None
             self._connection = connection
         try:
@@ -334,6 +349,10 @@ class CommandChannel:
             # A reply that is late or half read would answer the next command.
             await self.disconnect()
             raise
+
+    async def _new_connection(self) -> Any:
+        """A connection made like the client's own, not yet connected."""
+        return self._client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
     async def _over_wire(self, wire: RespWire, command: CommandBuffer) -> Any:
         reply = wire.send(command.packed())

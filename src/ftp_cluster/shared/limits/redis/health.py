@@ -47,6 +47,9 @@ logger = logging.getLogger("ftp_cluster.limits")
 #: What makes Redis count as unreachable. Anything else is a bug and propagates.
 FAILURES: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
+    # A cluster client's own errors (no node reachable, a slot not served)
+    # do not derive from RedisError.
+    redis.exceptions.RedisClusterException,
     OSError,
     asyncio.TimeoutError,
 )

@@ -112,7 +112,20 @@ def _lost_error(exc: BaseException) -> BaseException:
 
 
 def _error_reply(message: str) -> redis.exceptions.RedisError:
-    # The two redis-py error classes the limits backend tells apart.
-    if message.startswith("NOSCRIPT"):
+    # The redis-py error classes the limits backend (NOSCRIPT) and a cluster
+    # client (redirections, a cluster changing) tell apart.
+    code, _, rest = message.partition(" ")
+    if code == "NOSCRIPT":
         return redis.exceptions.NoScriptError(message)
+    cluster_error = _CLUSTER_ERRORS.get(code)
+    if cluster_error is not None:
+        return cluster_error(rest)
     return redis.exceptions.ResponseError(message)
+
+
+_CLUSTER_ERRORS: dict[str, type[redis.exceptions.ResponseError]] = {
+    "MOVED": redis.exceptions.MovedError,
+    "ASK": redis.exceptions.AskError,
+    "TRYAGAIN": redis.exceptions.TryAgainError,
+    "CLUSTERDOWN": redis.exceptions.ClusterDownError,
+}

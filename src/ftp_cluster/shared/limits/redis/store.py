@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
+from ftp_cluster.shared.limits.redis.cluster import ClusterCommandChannel, parse_cluster_url
 from ftp_cluster.shared.limits.redis.connection import (
     AsyncRedis,
     CommandBuffer,
@@ -36,9 +37,13 @@ class RedisStore:
     to the event loop it is first used on.
     """
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, home_key: str = "") -> None:
         self.url = url
         self._timeout = timeout
+        #: A Redis Cluster: each script call is routed by its keys' slot.
+        self.cluster = parse_cluster_url(url) is not None
+        # On a cluster, the lease channel goes to the master of this key's slot.
+        self._home_key = home_key
         self._redis: AsyncRedis | None = None
         self._channel: CommandChannel | None = None
         #: Commands sent so far; a script call or a batch of lease changes is one.
@@ -50,7 +55,7 @@ class RedisStore:
         """Whether a client was ever made (and so may hold anything in Redis)."""
         return self._redis is not None
 
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
         """The pooled client, made on first use."""
         if self._redis is None:
             self._redis = async_client(self.url, timeout=self._timeout)
@@ -58,19 +63,30 @@ class RedisStore:
 
     def _lease_channel(self) -> CommandChannel:
         if self._channel is None:
-            self._channel = CommandChannel(self.client(), timeout=self._timeout)
+            client = self.client()
+            if isinstance(client, redis.asyncio.RedisCluster):
+                self._channel = ClusterCommandChannel(client, self._home_key, timeout=self._timeout)
+            else:
+                self._channel = CommandChannel(client, timeout=self._timeout)
         return self._channel
 
     async def command(self, *args: Any) -> Any:
         """One command through the pool, counted."""
         self.commands += 1
-        return await self.client().execute_command(*args)  # type: ignore[no-untyped-call]
+        client: Any = self.client()  # execute_command is typed in some releases only
+        return await client.execute_command(*args)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script of :mod:`.schema`."""
         # One round trip for all of them, still one command each.
         self.commands += len(SCRIPTS)
-        async with self.client().pipeline(transaction=False) as pipe:
+        client = self.client()
+        if isinstance(client, redis.asyncio.RedisCluster):
+            # The client sends SCRIPT LOAD to every master.
+            for script in SCRIPTS:
+                await client.script_load(script.source)
+            return
+        async with client.pipeline(transaction=False) as pipe:
             for script in SCRIPTS:
                 pipe.script_load(script.source)
             await pipe.execute()
@@ -107,7 +123,11 @@ class RedisStore:
         After an outage, connections from before it are dead even once Redis
         is back: the first command on one would fail.
         """
-        await self.client().connection_pool.disconnect(inuse_connections=False)
+        client = self.client()
+        if not isinstance(client, redis.asyncio.RedisCluster):
+            await client.connection_pool.disconnect(inuse_connections=False)
+        # A cluster client drops a node's idle connections itself after an
+        # error on one, and retries a command once on a fresh connection.
         await self._lease_channel().disconnect()
 
     async def close(self) -> None:

@@ -8,9 +8,9 @@
 -- refuses (or admits again) the offender at once. The Redis clock (TIME)
 -- decides, so hosts with skewed clocks still agree.
 --
--- KEYS[1]  score ZSET ({ns}:score:<offender>): member "<us>:<points>:<n>", score <us>
--- KEYS[2]  ban STRING ({ns}:ban:<offender>): the ban's number n, expiring with the ban
--- KEYS[3]  history ZSET ({ns}:banned:<offender>): one member per ban, scored by time (us)
+-- KEYS[1]  score ZSET (<ns>:{ip:<offender>}:score): member "<us>:<points>:<n>", score <us>
+-- KEYS[2]  ban STRING (<ns>:{ip:<offender>}:ban): the ban's number n, expiring with the ban
+-- KEYS[3]  history ZSET (<ns>:{ip:<offender>}:banned): one member per ban, scored by time (us)
 -- ARGV[1]  "score", "ban" or "unban"
 -- ARGV[2]  the offender, as published
 -- ARGV[3]  the channel to publish on
