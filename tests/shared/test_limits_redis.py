@@ -327,7 +327,7 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
             assert time.monotonic() - started < 1.5, "calls must not hang while Redis is down"
 
             server.start()
-            took = await eventually(_healthy(limits), timeout=5)
+            took = await eventually(is_healthy(limits), timeout=5)
             assert took < 3
             # The logins made during the outage now count cluster-wide.
             assert await other.leases.admit("x", IP, NO_CAPS) is None
@@ -345,7 +345,9 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
     assert len(infos) == 1 and "reachable again" in infos[0].getMessage()
 
 
-def _healthy(limits: RedisLimits) -> Callable[[], Awaitable[bool]]:
+def is_healthy(limits: RedisLimits) -> Callable[[], Awaitable[bool]]:
+    """For :func:`eventually`: whether ``limits`` is healthy (no outage, resynced)."""
+
     async def check() -> bool:
         return limits.stats().healthy
 
@@ -381,7 +383,7 @@ def test_open_mode_admits_a_share_and_resyncs_after_restart(
             assert not limits.stats().healthy
 
             server.start()  # empty: every lease is gone
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             # Exactly sessions 0 and 3 are registered again.
             assert await free_slots(other, ConnectionCaps(server=5)) == 3
             assert await free_slots(other, ConnectionCaps(per_ip=3), ip=IP) == 2
@@ -423,7 +425,7 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
                 await limits.leases.release("1")
                 assert time.monotonic() - started < 1.5
                 assert not limits.stats().healthy
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             # Session 1's lease, still in Redis, was dropped; session 2's added.
             assert await free_slots(other, caps) == 1
             assert await other.leases.login("x", "alice", 1) is None
@@ -537,7 +539,7 @@ def test_an_uncapped_change_that_fails_starts_the_outage(
             await eventually(unhealthy, timeout=5)
             assert await limits.leases.admit("2", IP, NO_CAPS) is Refusal.UNAVAILABLE
             server.start()
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             await limits.settled()
             # The resync registered the session the failed change was for.
             assert cluster_counts(server.client(), redis_namespace)["sessions"] == 1
@@ -560,7 +562,7 @@ def test_redis_that_never_answered(redis_factory: Callable[[], RedisServer]) -> 
             assert await limits.leases.admit("1", IP, NO_CAPS) is Refusal.UNAVAILABLE
             assert time.monotonic() - started < 1.5
             server.start()
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             assert await limits.leases.admit("1", IP, NO_CAPS) is None
         finally:
             await limits.close()

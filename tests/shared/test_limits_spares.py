@@ -14,7 +14,7 @@ from ftp_cluster.shared.limits.redis import RedisLimits
 from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
 from ftp_cluster.shared.limits.redis.spares import Spare, SparePool
 from tests.conftest import RedisServer
-from tests.shared.test_limits_redis import eventually, free_slots, run, started
+from tests.shared.test_limits_redis import eventually, free_slots, is_healthy, run, started
 
 IP = "127.0.0.1"
 FOREIGN = "127.0.0.2"
@@ -357,10 +357,7 @@ def test_spares_free_during_an_outage_are_gone_after_it(
                 assert not limits.stats().healthy
                 await limits.leases.release("on-spare")
 
-            async def resynced() -> bool:
-                return limits.stats().healthy
-
-            await eventually(resynced, timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             await limits.settled()
             counts = cluster_counts(server.client(), redis_namespace)
             assert counts["spare_slots"] == 0
