@@ -73,6 +73,7 @@ class ControlConnection(asyncio.Protocol):
 
     __slots__ = (
         "_buckets",
+        "_client",
         "_fs",
         "_header",
         "_implicit_tls",
@@ -96,8 +97,11 @@ class ControlConnection(asyncio.Protocol):
         "session_id",
     )
 
-    def __init__(self, ctx: WorkerContext, *, implicit_tls: bool = False) -> None:
+    def __init__(
+        self, ctx: WorkerContext, *, implicit_tls: bool = False, client: str | None = None
+    ) -> None:
         self.ctx = ctx
+        self._client = client  # a PROXY header read before the connection (proxied_tls.py)
         self._implicit_tls = implicit_tls
         self._tls: ssl.SSLContext | None = None  # this session's own (see .tls)
         self._peer_certificate: bytes | None = None
@@ -127,6 +131,9 @@ class ControlConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = normalise_host(transport.get_extra_info("peername")[0])
         self._local_host = transport.get_extra_info("sockname")[0]
+        if self._client is not None:
+            self._begin(self._client)
+            return
         proxies = self.ctx.proxies
         if proxies is not None and not self.ctx.draining and proxies.trusts(peer):
             # No session, no greeting, no limits slot until the header says who this is.

@@ -41,6 +41,7 @@ from ftp_cluster.worker.pathio.base import AbstractPathIO
 from ftp_cluster.worker.pathio.local import PathIO
 from ftp_cluster.worker.protocol.session import SessionOptions
 from ftp_cluster.worker.proxied import trusted_proxies
+from ftp_cluster.worker.proxied_tls import ProxiedTLSListener
 from ftp_cluster.worker.stats import WorkerStats
 from ftp_cluster.worker.tls import TLSContexts, TLSOptions
 from ftp_cluster.worker.xferlog import TransferLog
@@ -179,6 +180,7 @@ class Server:
             self._ctx.events.transfer_log = TransferLog(transfer_log)
         self.limits.bans.on_ban = self._close_banned
         self._servers: list[asyncio.AbstractServer] = []
+        self._proxied_tls: list[ProxiedTLSListener] = []  # implicit FTPS behind a proxy
         timeout = self.settings.idle_timeout
         self._idle: IdleSweeper | None = None
         if timeout is not None:
@@ -255,8 +257,15 @@ class Server:
             # Urgent data stays in the stream: an ABOR sent with MSG_OOB
             # (stdlib ftplib.abort) arrives whole. Accepted sockets inherit it.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+            factory = functools.partial(ControlConnection, ctx, implicit_tls=implicit)
+            if implicit and ctx.proxies is not None:
+                # The header must be read off the raw socket, before the TLS handshake.
+                listener = ProxiedTLSListener(sock, ctx, ctx.proxies, factory)
+                listener.start()
+                self._proxied_tls.append(listener)
+                continue
             server = await loop.create_server(
-                functools.partial(ControlConnection, ctx, implicit_tls=implicit),
+                factory,
                 sock=sock,
                 backlog=listen_backlog(),
             )
@@ -267,18 +276,22 @@ class Server:
     @property
     def sockets(self) -> list[socket.socket]:
         """The listening sockets (to learn the bound port)."""
-        return [sock for server in self._servers for sock in _sockets(server)]
+        served = [sock for server in self._servers for sock in _sockets(server)]
+        return served + [lst.sock for lst in self._proxied_tls if lst.accepting]
 
     def stop_accepting(self) -> None:
         """Close this process's listening sockets; sessions go on."""
         for server in self._servers:
             server.close()
         self._servers.clear()
+        for listener in self._proxied_tls:
+            listener.close()
 
     async def drain(self, timeout: float) -> None:
         """Graceful stop: 421 to idle sessions now, to busy ones when done or at ``timeout``."""
         self.stop_accepting()
         self._ctx.draining = True
+        self._drop_pending_headers()
         for connection in list(self._ctx.connections):
             connection.shutdown()
         deadline = time.monotonic() + timeout
@@ -291,11 +304,18 @@ class Server:
         """Stop accepting and drop every session now (``wait_closed`` to finish)."""
         self.stop_accepting()
         self._ctx.draining = True
+        self._drop_pending_headers()
         for connection in list(self._ctx.connections):
             connection.abort()
         if self._idle is not None:
             self._idle.stop()
         self._closed.set()
+
+    def _drop_pending_headers(self) -> None:
+        # As the plain port drops its connections still waiting for a header.
+        for listener in self._proxied_tls:
+            listener.drop_pending()
+        self._proxied_tls.clear()
 
     async def wait_closed(self) -> None:
         """Wait for sessions, limit releases and the limits back end to finish."""
