@@ -9,6 +9,7 @@ HAProxy itself: curl ``ftps://`` via ``send-proxy-v2``.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import ssl
 import subprocess
@@ -21,10 +22,13 @@ import pytest
 
 from ftp_cluster import MemoryPathIO, Server, User
 from ftp_cluster.shared.users import Permission
+from tests.e2e.cluster import config_toml
 from tests.e2e.conftest import RunningServer, ServerFactory
 from tests.e2e.haproxy import PROXY_HOST, PROXY_SOURCE, free_port_range, running_haproxy
 from tests.e2e.test_proxy_headers import v1, v2
 from tests.e2e.tls import Certificates
+from tests.supervisor.conftest import StartCluster
+from tests.supervisor.harness import wait_for
 
 TIMEOUT = 1.5  # socket_timeout: the whole header must come within it
 PASSWORD = "Pw-implicit-proxied-8842"
@@ -275,3 +279,37 @@ def test_curl_implicit_ftps_through_haproxy_send_proxy_v2(
         back = tmp_path / "down.bin"
         subprocess.run([*common, "-o", str(back), url], check=True, timeout=40)
     assert back.read_bytes() == payload
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_orphans")
+def test_cluster_workers_read_headers_on_the_implicit_port_and_stop_gracefully(
+    start_cluster: StartCluster, certs: Certificates, opened: list[Any]
+) -> None:
+    config = config_toml(
+        {"proxy_protocol": True, "trusted_proxies": ["127.0.0.1/32"], "socket_timeout": 30},
+        tls={"certificate": str(certs.chain), "private_key": str(certs.key), "implicit_port": 0},
+        users=[{"login": "erin", "password": PASSWORD}],
+    )
+    cluster = start_cluster(workers=2, config=config)
+    address = cluster.status()["implicit_address"]
+    port = int(address.rsplit(":", 1)[1].rstrip("/"))
+    for number in range(4):  # both workers, whichever each lands on
+        raw = TLSRaw(port, certs, v2(f"198.51.100.{20 + number}"), "127.0.0.1")
+        opened.append(raw)
+        assert raw.reply().startswith("220")
+        assert raw.command(f"USER {USER.login}").startswith("331")
+        assert raw.command(f"PASS {PASSWORD}").startswith("230")
+        raw.close()
+    # Logged with the header's address (a worker's lines reach the file soon after).
+    wait_for(lambda: "198.51.100.23" in cluster.log(), timeout=5, interval=0.1)
+    waiting = plain(port)  # a header still to come does not hold up the stop
+    opened.append(waiting)
+    waiting.sendall(b"PROXY TCP4 ")
+    time.sleep(0.2)
+    started = time.monotonic()
+    cluster.send(signal.SIGTERM)
+    assert cluster.wait(timeout=20) == 0
+    assert closed_without_a_byte(waiting)
+    assert time.monotonic() - started < 15  # well before the 30 s header timeout
+    assert "closing took over" not in cluster.log()  # dropped, not waited for

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -106,18 +107,20 @@ class ProxiedTLSListener:
 
     async def _serve(self, conn: socket.socket, peer: str) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            if self._proxies.trusts(peer) and not self._ctx.draining:
+        factory = self._factory
+        if self._proxies.trusts(peer) and not self._ctx.draining:
+            try:
                 client = await self._header(conn, peer)
-                if client is None:
-                    conn.close()
-                    return
-                await loop.connect_accepted_socket(lambda: self._factory(client=client), conn)
-            else:
-                await loop.connect_accepted_socket(self._factory, conn)
-        except asyncio.CancelledError:
-            conn.close()
-            raise
+            except asyncio.CancelledError:  # drain or close: as the plain port's _drop
+                conn.close()
+                raise
+            if client is None:
+                conn.close()
+                return
+            factory = functools.partial(factory, client=client)
+        try:
+            # Cancelled in here, the loop closes the transport it was making.
+            await loop.connect_accepted_socket(factory, conn)
         except OSError as error:  # reset between accept() and the transport
             log.debug("implicit FTPS connection from %s lost before its session: %s", peer, error)
             conn.close()
