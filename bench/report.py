@@ -259,7 +259,7 @@ def _accounts_lines(results: dict[str, Any]) -> list[str]:
 def render_table(results: dict[str, Any]) -> str:
     """The results as text: one column per server, one row per headline figure, then notes."""
     header, rows, notes = _matrix(results)
-    lines = _grid(header, rows)
+    lines = _grid(header, rows) if rows else []  # scenarios 9 and 16 alone: no table
     extra = _redis_cost_lines(results) + _accounts_lines(results)
     if extra:
         lines += ["", *extra]
@@ -293,7 +293,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         *(f"- {note}" for note in dict.fromkeys(notes)),
         *(f"- warning: {warning}" for warning in results.get("warnings", [])),
         "",
-        "Targets (issues 4 and 14):",
+        "Targets (issues 4, 14 and 15):",
         "",
     ]
     for check in results.get("targets", []):

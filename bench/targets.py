@@ -1,4 +1,4 @@
-"""The speed goals of issues 4 and 14 (FTPS), checked against one run's figures (ratios within it).
+"""The speed goals of issues 4, 14 (FTPS) and 15 (database logins), checked against one run.
 
 These are goals, not assertions: each is reported as met, not met, or not
 measured (a figure it needs is missing, e.g. a peer was skipped).
@@ -230,7 +230,7 @@ def _ftps_checks(f: _Figures, c: str) -> list[dict[str, Any]]:
 
 
 def render_targets(checks: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets (issues 4 and 14), ratios within this run:"]
+    lines = ["", "Targets (issues 4, 14 and 15), ratios within this run:"]
     for check in checks:
         mark = {True: "met", False: "NOT met", None: "n/a"}[check["met"]]
         lines.append(f"  {mark:8} {check['server']:26} {check['target']}: {check['shown']}")
