@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_orphans")]
 LOGINS = 300
 PASSWORD = "Bench-Login-Pw-4242"
 HASH = hash_password(PASSWORD, log2_n=4)  # cheap: the lookup is what is measured
-ROUNDS = 5
+ROUNDS = 9
 
 
 def logins(cluster: Cluster, prefix: str) -> float:

@@ -200,9 +200,11 @@ def _admitted(cluster: Cluster) -> ftplib.FTP | None:
 def test_escalated_second_ban(
     start_cluster: StartCluster, redis_server: RedisServer, redis_namespace: str
 ) -> None:
-    config = _config(redis_namespace, threshold=3, ban_time=2)
+    # Bans of 4 s, then 6 s: long enough that `bans list`, a subprocess that
+    # takes a second to start on a loaded machine, still finds the ban.
+    config = _config(redis_namespace, threshold=3, ban_time=4)
     cluster = start_with_redis(start_cluster, redis_server.url, 2, config)
-    for number, seconds in ((1, 2), (2, 3)):  # 2 s, then 50 % longer
+    for number, seconds in ((1, 4), (2, 6)):  # 4 s, then 50 % longer
         replies = [_guess(cluster) for _ in range(3)]
         assert all(r.startswith("530") for r in replies[:2]), replies
         assert "banned" in _guess(cluster)

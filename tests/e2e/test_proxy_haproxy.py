@@ -18,8 +18,10 @@ import pytest
 
 from ftp_cluster import MemoryPathIO, Server, User
 from ftp_cluster.shared.users import Permission
+from tests.e2e.cluster import config_toml
 from tests.e2e.conftest import RunningServer, ServerFactory
 from tests.e2e.haproxy import PROXY_HOST, PROXY_SOURCE, HAProxy, free_port_range, running_haproxy
+from tests.supervisor.conftest import StartCluster
 
 PASSWORD = "Pw-haproxied-7310"
 LOGIN = "dave"
@@ -100,3 +102,35 @@ def test_curl_upload_and_download_through_haproxy(
     back = tmp_path / "down.bin"
     subprocess.run([*common, "-o", str(back), url], check=True, timeout=40)
     assert back.read_bytes() == PAYLOAD
+
+
+def test_a_cluster_configured_from_toml_behind_haproxy(
+    start_cluster: StartCluster, tmp_path: Path
+) -> None:
+    passive = free_port_range(8)
+    config = config_toml(
+        {
+            "proxy_protocol": True,
+            "trusted_proxies": [f"{PROXY_SOURCE}/32"],
+            "masquerade_address": PROXY_HOST,
+            "passive_ports": [passive.start, passive.stop - 1],
+            "maximum_connections_per_ip": 1,
+        }
+    )
+    cluster = start_cluster(workers=2, config=config)
+    (cluster.root / "hello.txt").write_bytes(b"hello through the proxy\n")
+    with running_haproxy(tmp_path, cluster.port, passive) as proxy:
+        ftp = client(proxy.v1_port)
+        try:
+            ftp.login()
+            out = io.BytesIO()
+            ftp.retrbinary("RETR hello.txt", out.write)
+            assert out.getvalue() == b"hello through the proxy\n"
+            # The cap of one per client IP counts 127.0.0.6, wherever it lands.
+            with pytest.raises(ftplib.error_temp, match="421"):
+                client(proxy.v2_port).close()
+            other = client(proxy.v2_port, OTHER_CLIENT)
+            other.login()
+            other.close()
+        finally:
+            ftp.close()

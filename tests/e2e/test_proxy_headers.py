@@ -27,13 +27,9 @@ USER = User("carol", PASSWORD, permissions=(Permission("/", readable=True, writa
 
 
 def proxied_server(**options: Any) -> Server:
+    options.setdefault("socket_timeout", TIMEOUT)
     return Server(
-        [USER],
-        MemoryPathIO,
-        proxy_protocol=True,
-        trusted_proxies=["127.0.0.1/32"],
-        socket_timeout=TIMEOUT,
-        **options,
+        [USER], MemoryPathIO, proxy_protocol=True, trusted_proxies=["127.0.0.1/32"], **options
     )
 
 
@@ -266,3 +262,17 @@ def test_passive_data_through_the_proxy_is_checked_by_its_header(
         download.close()
         assert control.reply().startswith("226")
         assert bytes(received) == payload
+
+
+def test_a_refused_header_leaves_no_timer_behind(
+    run_server: ServerFactory, raws: list[Raw], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = run_server(lambda: proxied_server(socket_timeout=0.3))
+    raw = Raw(server)
+    raws.append(raw)
+    raw.send(b"USER carol\r\n")
+    assert raw.closed_silently()
+    time.sleep(0.6)  # past the header timeout: a leftover timer would have fired
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("bad PROXY header" in m for m in messages), messages
+    assert not any("no PROXY header in time" in m for m in messages), messages

@@ -34,11 +34,13 @@ from ftp_cluster.shared.passwords.sha_crypt import MAX_ROUNDS, hash_sha_crypt
 PASSWORDS = ["Tr0ub4dor&3", "pässwörd", "x" * 100, "a b:c$d"]
 
 
-def openssl_passwd(flag: str, password: str, salt: str) -> str:
+def openssl_passwd(flag: str, password: str, salt: str | None = None) -> str:
+    """``password`` hashed by ``openssl passwd`` (``flag``: -5, -6); a random salt by default."""
     if shutil.which("openssl") is None:
         pytest.fail("openssl is not installed (Debian package: openssl)")
+    salted = ["-salt", salt] if salt is not None else []
     done = subprocess.run(
-        ["openssl", "passwd", flag, "-salt", salt, "-stdin"],
+        ["openssl", "passwd", flag, *salted, "-stdin"],
         input=password,
         capture_output=True,
         text=True,

@@ -181,8 +181,20 @@ def check_setting(cls: type[Any], name: str, raw: object, *, base: Path | None =
     Raises :class:`~ftp_cluster.shared.fields.Invalid`; relative directories
     are taken against ``base`` (default: the current directory).
     """
-    spec, tp = setting_specs(cls)[name]
+    spec, tp = _specs(cls)[name]
     return _value(spec, raw, tp, base if base is not None else Path.cwd())
+
+
+# Resolving the annotations costs ~50 us a class; a database row is checked
+# column by column at every uncached login, so they are resolved once.
+_SPECS: dict[object, dict[str, tuple[Spec, Any]]] = {}
+
+
+def _specs(cls: type[Any]) -> dict[str, tuple[Spec, Any]]:
+    found = _SPECS.get(cls)
+    if found is None:
+        found = _SPECS[cls] = setting_specs(cls)
+    return found
 
 
 # --------------------------------------------------------------------- lines

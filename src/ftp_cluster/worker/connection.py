@@ -206,6 +206,8 @@ class ControlConnection(asyncio.Protocol):
 
     def _drop(self) -> None:
         """Close a connection that never became a session: no reply, nothing to release."""
+        if self._header is not None:
+            self._header.cancel()  # its timer would log a timeout that never happened
         self._header = None
         if not self.closing and self._transport is not None:
             self.closing = True
