@@ -109,26 +109,26 @@ def raw_limit(rates: list[float], size: int) -> Figures:
 
 def summarize_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
     """Percentages of the raw limit, once every raw measurement of the scenario is in."""
-    if not ctx.raw_rates:
-        return {}
-    raw = raw_limit(ctx.raw_rates, ctx.settings.single_size)
-    for figures in results.values():
-        if "mb_s_best" in figures:
-            figures["pct_of_raw_best"] = 100 * figures["mb_s_best"] / raw["mb_s_best"]
-            figures["pct_of_raw_median"] = 100 * figures["mb_s_median"] / raw["mb_s_median"]
-    return {"raw_limit": raw}
+    return _percent_of_raw(results, ctx.raw_rates, ctx.settings.single_size, "raw_limit")
 
 
 def summarize_ftps_retr_single(ctx: Context, results: dict[str, Figures]) -> Figures:
     """Percentages of the raw TLS limit (OpenSSL alone, no FTP) of scenario 10."""
-    if not ctx.raw_tls_rates:
+    return _percent_of_raw(results, ctx.raw_tls_rates, ctx.settings.single_size, "raw_tls_limit")
+
+
+def _percent_of_raw(
+    results: dict[str, Figures], rates: list[float], size: int, name: str
+) -> Figures:
+    """Each server's best and median as a percentage of the raw ``rates``, which go in ``name``."""
+    if not rates:
         return {}
-    raw = raw_limit(ctx.raw_tls_rates, ctx.settings.single_size)
+    raw = raw_limit(rates, size)
     for figures in results.values():
         if "mb_s_best" in figures:
             figures["pct_of_raw_best"] = 100 * figures["mb_s_best"] / raw["mb_s_best"]
             figures["pct_of_raw_median"] = 100 * figures["mb_s_median"] / raw["mb_s_median"]
-    return {"raw_tls_limit": raw}
+    return {name: raw}
 
 
 # --- 2. single-stream STOR ---------------------------------------------------------------------

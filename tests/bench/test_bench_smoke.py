@@ -21,6 +21,8 @@ import pytest
 from bench.peers.ftp_cluster import FtpClusterPeer
 from bench.scenarios import SCENARIOS
 
+from tests.programs import program
+
 REPO = Path(__file__).resolve().parents[2]
 SERVED_BY_BOTH = (
     "retr_single",
@@ -112,8 +114,7 @@ def test_ftp_cluster_ran_or_says_why_not(quick_run: tuple[dict[str, Any], Path, 
     assert peer["skipped"] is None
     for key in SERVED_BY_BOTH:
         assert _headline(results, key, "ftp-cluster-2") > 0, key
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: scenarios 8 and 9 cannot run")
+    program("redis-server")  # scenarios 8 and 9 run on it
     throttle = results["scenarios"]["throttle"]["results"]["ftp-cluster-2"]
     assert _headline(results, "throttle", "ftp-cluster-2") > 0
     assert throttle["redis_commands"] > 0 and throttle["rate_series"]

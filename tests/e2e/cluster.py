@@ -155,6 +155,17 @@ def try_login(ftp: ftplib.FTP, user: str = "anonymous", password: str = "") -> s
         return str(refusal)
 
 
+def refused_login(cluster: Cluster, user: str, password: str) -> None:
+    """Connect to ``cluster`` and see the login of ``user`` with a wrong ``password`` refused."""
+    ftp = ftplib.FTP(timeout=CLIENT_TIMEOUT)
+    try:
+        ftp.connect(cluster.host, cluster.port)
+        reply = try_login(ftp, user, password)
+        assert not reply.startswith("230"), f"{user} logged in with a wrong password"
+    finally:
+        ftp.close()
+
+
 def login_many(sessions: Sequence[ftplib.FTP], user: str, password: str = "") -> list[str]:
     """Log every session in as ``user`` at once; the final replies, in order."""
     with ThreadPoolExecutor(max_workers=max(1, len(sessions))) as pool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import ssl
 import subprocess
 import threading
@@ -14,6 +13,7 @@ import pytest
 
 from tests.e2e.cluster import config_toml
 from tests.e2e.tls import Certificates, ResumingFTP_TLS
+from tests.programs import program
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import Cluster, cli, wait_for
 
@@ -64,8 +64,7 @@ def test_ftps_on_every_worker_and_the_implicit_port(
         ftp.quit()
     implicit = cluster.status()["implicit_address"]
     assert implicit is not None and implicit.startswith("ftps://")
-    curl = shutil.which("curl")
-    assert curl is not None, "curl not found: install it (apt-get install curl)"
+    curl = program("curl")
     got = subprocess.run(
         [curl, "-sS", "--cacert", str(certs.ca_file), "-u", f"alice:{PASSWORD}", f"{implicit}/f0"],
         check=True,

@@ -8,9 +8,7 @@ clients are ftplib sessions against real supervisor and worker processes.
 from __future__ import annotations
 
 import ftplib
-import shutil
 import statistics
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,26 +19,13 @@ import pytest
 
 from ftp_cluster.shared.passwords import hash_password
 from tests.e2e.cluster import MiB, TomlValue, config_toml, try_login
+from tests.shared.test_passwords import openssl_passwd
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import Cluster, cli
 
 pytestmark = pytest.mark.slow
 
 PHP_2Y = ("rasmuslerdorf", "$2y$07$BCryptRequires22Chrcte/VlQH0piJtjXl.0t1XkA8pw9dMXTpOq")
-
-
-def openssl_passwd(flag: str, password: str) -> str:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed (Debian package: openssl)")
-    done = subprocess.run(
-        ["openssl", "passwd", flag, "-stdin"],
-        input=password,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    )
-    return done.stdout.strip()
 
 
 def hash_password_cli(password: str, *scheme: str) -> str:

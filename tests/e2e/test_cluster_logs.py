@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.cluster import config_toml
+from tests.e2e.cluster import config_toml, refused_login
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import Cluster, cli, wait_for
 
@@ -44,11 +44,7 @@ def test_every_line_is_json_and_one_session_can_be_followed(
     ftp.login("alice", PASSWORD)
     ftp.storbinary("STOR a.bin", io.BytesIO(b"z" * 4321))
     ftp.quit()
-    wrong = ftplib.FTP(timeout=10)
-    wrong.connect(cluster.host, cluster.port)
-    with pytest.raises(ftplib.error_perm):
-        wrong.login("mallory", "guessed-password-0")
-    wrong.close()
+    refused_login(cluster, "mallory", "guessed-password-0")
 
     def sessions_ended() -> list[dict[str, Any]] | None:
         lines = json_lines(cluster)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.cluster import config_toml, quit_all
+from tests.e2e.cluster import config_toml, quit_all, refused_login
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import Cluster, cli, wait_for
 
@@ -111,11 +111,7 @@ def run_clients(cluster: Cluster) -> dict[str, int]:
         ftp.retrbinary(f"RETR f{index}", out.write)
         assert len(out.getvalue()) == sizes[index]
         ftp.quit()
-    bad = ftplib.FTP(timeout=10)
-    bad.connect(cluster.host, cluster.port)
-    with pytest.raises(ftplib.error_perm):
-        bad.login("alice", "not-the-password")
-    bad.close()
+    refused_login(cluster, "alice", "not-the-password")
     return {
         "uploads": len(sizes),
         "downloads": len(downloads),

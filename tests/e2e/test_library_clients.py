@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import aioftp
-import pytest
 
 from ftp_cluster import PathIO, Permission, Server, User
 from tests.e2e.conftest import ServerFactory
+from tests.programs import program
 
 
 def disk_server(root: Path) -> Server:
@@ -48,8 +47,8 @@ def test_aioftp_client_round_trip(run_server: ServerFactory, tmp_path: Path) -> 
     assert (tmp_path / "sub" / "moved.bin").read_bytes() == payload
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_download_upload_and_list(run_server: ServerFactory, tmp_path: Path) -> None:
+    program("curl")
     running = run_server(lambda: disk_server(tmp_path))
     (tmp_path / "hello.txt").write_bytes(b"hello from ftp-cluster\n")
     out = subprocess.run(
@@ -112,8 +111,8 @@ def test_curl_download_upload_and_list(run_server: ServerFactory, tmp_path: Path
     assert partial.stdout == b"from ftp-cluster\n"
 
 
-@pytest.mark.skipif(shutil.which("lftp") is None, reason="lftp is not installed")
 def test_lftp_mirror_both_ways(run_server: ServerFactory, tmp_path: Path) -> None:
+    program("lftp")
     served = tmp_path / "served"
     served.mkdir()
     running = run_server(lambda: disk_server(served))

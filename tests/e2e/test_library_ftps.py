@@ -6,7 +6,6 @@ import asyncio
 import ftplib
 import io
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,6 +20,7 @@ import trustme
 from ftp_cluster import MemoryPathIO, PathIO, Server, User
 from tests.e2e.conftest import RunningServer, ServerFactory
 from tests.e2e.tls import Certificates, ResumingFTP_TLS
+from tests.programs import program
 
 MiB = 1024 * 1024
 PASSWORD = "ftps-Secret-4096"
@@ -154,9 +154,7 @@ def test_tls_policy_replies(run_server: ServerFactory, certs: Certificates) -> N
 def test_curl_explicit_and_implicit_ftps(
     run_server: ServerFactory, certs: Certificates, tmp_path: Path
 ) -> None:
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.fail("curl not found: install it (apt-get install curl)")
+    curl = program("curl")
     root = tmp_path / "root"
     root.mkdir()
     running = run_server(lambda: ftps_server(certs, root, tls_implicit_port=0))
@@ -196,9 +194,7 @@ def test_curl_explicit_and_implicit_ftps(
 def test_lftp_mirror_over_ftps(
     run_server: ServerFactory, certs: Certificates, tmp_path: Path
 ) -> None:
-    lftp = shutil.which("lftp")
-    if lftp is None:
-        pytest.fail("lftp not found: install it (apt-get install lftp)")
+    lftp = program("lftp")
     root, local, back = tmp_path / "root", tmp_path / "local", tmp_path / "back"
     for directory in (root, local, back):
         directory.mkdir()

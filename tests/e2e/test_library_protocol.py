@@ -9,7 +9,6 @@ from __future__ import annotations
 import ftplib
 import io
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from ftp_cluster import MemoryPathIO, PathIO, Server, User
 from tests.e2e.conftest import RunningServer, ServerFactory
+from tests.programs import program
 
 MiB = 1024 * 1024
 
@@ -107,9 +107,7 @@ def test_ascii_retr_sends_crlf_and_stor_stores_lf(
 
 
 def test_ascii_mode_with_curl(run_server: ServerFactory, tmp_path: Path) -> None:
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.fail("curl not found: install it (apt-get install curl)")
+    curl = program("curl")
     (tmp_path / "unix.txt").write_bytes(b"a\nb\r\nc\n")
     running = run_server(lambda: disk_server(tmp_path))
     out = tmp_path / "got.txt"
@@ -161,9 +159,7 @@ def test_mfmt_sets_the_modification_time(run_server: ServerFactory, tmp_path: Pa
 
 
 def test_lftp_mirror_keeps_modification_times(run_server: ServerFactory, tmp_path: Path) -> None:
-    lftp = shutil.which("lftp")
-    if lftp is None:
-        pytest.fail("lftp not found: install it (apt-get install lftp)")
+    lftp = program("lftp")
     root, local = tmp_path / "root", tmp_path / "local"
     root.mkdir()
     local.mkdir()

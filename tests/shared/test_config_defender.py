@@ -6,16 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ftp_cluster.shared.config import ConfigError, load_config
+from ftp_cluster.shared.config import load_config
 from ftp_cluster.shared.limits.base import Offence
 from ftp_cluster.shared.limits.defender import Policy
 from ftp_cluster.shared.settings import DefenderSettings
-
-
-def write(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "ftp.toml"
-    path.write_text(body)
-    return path
+from tests.shared.config_files import assert_error_points_at, write
 
 
 def test_the_issue_example_loads(tmp_path: Path) -> None:
@@ -52,11 +47,7 @@ def test_defender_errors_name_key_file_and_line(
 ) -> None:
     key, line, words = expected
     path = write(tmp_path, body)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    error = caught.value
-    assert (error.key, error.source, error.line) == (key, str(path), line), error
-    assert words in str(error)
+    assert_error_points_at(path, key, line, words)
 
 
 def test_policy_offenders_scores_and_escalation() -> None:

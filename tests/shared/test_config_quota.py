@@ -8,12 +8,7 @@ import pytest
 
 from ftp_cluster.shared.config import ConfigError, load_config
 from ftp_cluster.shared.limits.base import QuotaLimits
-
-
-def write(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "ftp.toml"
-    path.write_text(body)
-    return path
+from tests.shared.config_files import write
 
 
 def test_user_quota_overrides_the_server_default(tmp_path: Path) -> None:

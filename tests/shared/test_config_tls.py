@@ -11,6 +11,7 @@ import trustme
 
 from ftp_cluster.shared.config import ConfigError, apply_overrides, load_config
 from ftp_cluster.shared.settings import ClusterConfig
+from tests.shared.config_files import assert_error_points_at, write
 
 
 @pytest.fixture
@@ -20,12 +21,6 @@ def pem(tmp_path: Path) -> tuple[Path, Path]:
     cert.private_key_and_cert_chain_pem.write_to_path(tmp_path / "chain.pem")
     cert.private_key_pem.write_to_path(tmp_path / "key.pem")
     return tmp_path / "chain.pem", tmp_path / "key.pem"
-
-
-def write(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "ftp.toml"
-    path.write_text(body)
-    return path
 
 
 def test_a_tls_table_with_relative_files_loads(tmp_path: Path, pem: tuple[Path, Path]) -> None:
@@ -73,11 +68,7 @@ def test_tls_errors_name_key_file_and_line(
     trustme.CA().issue_cert("x").private_key_pem.write_to_path(tmp_path / "other-key.pem")
     (tmp_path / "garbage.pem").write_text("not a certificate\n")
     path = write(tmp_path, body)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    error = caught.value
-    assert (error.key, error.source, error.line) == (key, str(path), line), error
-    assert words in str(error)
+    assert_error_points_at(path, key, line, words)
 
 
 def test_an_expired_certificate_warns_loudly_but_loads(

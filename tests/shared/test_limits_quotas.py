@@ -8,24 +8,15 @@ its data) and thawed again.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 
 from ftp_cluster.shared.limits.base import QuotaLimits, QuotaRefusal, Usage
-from ftp_cluster.shared.limits.redis import RedisLimits
 from ftp_cluster.shared.limits.redis.schema import Keys
 from tests.conftest import RedisServer
+from tests.shared.test_limits_redis import eventually, is_healthy, run, started
 
 QUOTA = QuotaLimits(bytes=1000, files=10)
 RECOVERY_TIMEOUT = 10.0
-
-
-async def _recovered(limits: RedisLimits) -> None:
-    deadline = time.monotonic() + RECOVERY_TIMEOUT
-    while not limits.stats().healthy:
-        assert time.monotonic() < deadline, "Redis limits did not recover"
-        await asyncio.sleep(0.05)
 
 
 def _tally(server: RedisServer, namespace: str, user: str) -> dict[bytes, bytes]:
@@ -42,16 +33,14 @@ def test_outage_enforces_a_share_of_the_last_known_room_and_loses_nothing(
     server = redis_factory()
 
     async def body() -> None:
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
+        async with started(
+            server,
+            redis_namespace,
             worker_id="w1",
             workers=2,
             socket_timeout=0.3,
             probe_interval=0.1,
-        )
-        await limits.start()
-        try:
+        ) as limits:
             quotas = limits.quotas
             assert await quotas.set_usage("alice", Usage(0, 0))
             assert await quotas.reserve("alice", QUOTA, 100, files=1) == 100
@@ -69,14 +58,12 @@ def test_outage_enforces_a_share_of_the_last_known_room_and_loses_nothing(
                 # A tally this worker never saw cannot be enforced: 452.
                 assert await quotas.reserve("bob", QUOTA, 1) is QuotaRefusal.UNAVAILABLE
                 assert await quotas.usage("bob") is None
-            await _recovered(limits)
+            await eventually(is_healthy(limits), RECOVERY_TIMEOUT)
             # Every change made meanwhile reached Redis.
             assert _tally(server, redis_namespace, "alice") == {b"bytes": b"550", b"files": b"1"}
             assert await quotas.reserve("alice", QUOTA, 1000) == 450
-        finally:
-            await limits.close()
 
-    asyncio.run(asyncio.wait_for(body(), 30))
+    run(body())
 
 
 def test_a_scan_during_an_outage_fills_only_a_missing_tally(
@@ -85,15 +72,9 @@ def test_a_scan_during_an_outage_fills_only_a_missing_tally(
     server = redis_factory()
 
     async def body() -> None:
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
-            worker_id="w1",
-            socket_timeout=0.3,
-            probe_interval=0.1,
-        )
-        await limits.start()
-        try:
+        async with started(
+            server, redis_namespace, worker_id="w1", socket_timeout=0.3, probe_interval=0.1
+        ) as limits:
             quotas = limits.quotas
             assert await quotas.set_usage("alice", Usage(300, 3))
             with server.hung():
@@ -102,10 +83,8 @@ def test_a_scan_during_an_outage_fills_only_a_missing_tally(
                 assert await quotas.set_usage("carol", Usage(20, 2), only_if_unknown=True)
                 assert await quotas.reserve("carol", QUOTA, 5, files=1) == 5
                 assert await quotas.set_usage("alice", Usage(1, 1), only_if_unknown=True) is False
-            await _recovered(limits)
+            await eventually(is_healthy(limits), RECOVERY_TIMEOUT)
             assert _tally(server, redis_namespace, "carol") == {b"bytes": b"25", b"files": b"3"}
             assert _tally(server, redis_namespace, "alice") == {b"bytes": b"300", b"files": b"3"}
-        finally:
-            await limits.close()
 
-    asyncio.run(asyncio.wait_for(body(), 30))
+    run(body())

@@ -49,10 +49,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float) -> fl
 
 @asynccontextmanager
 async def started(
-    server: RedisServer, namespace: str, worker_id: str = "w"
+    server: RedisServer, namespace: str, worker_id: str = "w", **options: Any
 ) -> AsyncIterator[RedisLimits]:
-    """A started backend, closed on the way out."""
-    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id)
+    """A started backend (``options`` go to RedisLimits), closed on the way out."""
+    limits = RedisLimits(server.url, namespace=namespace, worker_id=worker_id, **options)
     await limits.start()
     try:
         yield limits
@@ -137,9 +137,7 @@ def test_close_releases_everything_the_worker_holds(
 
 def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             for n, ip in enumerate([IP, IP, FOREIGN]):
                 assert await limits.leases.admit(str(n), ip, NO_CAPS) is None
             assert await limits.leases.login("0", "alice", None) is None
@@ -152,8 +150,6 @@ def test_cluster_counts(redis_server: RedisServer, redis_namespace: str) -> None
                 "users": {"alice": 1},
                 "spare_slots": 0,
             }
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -331,7 +327,7 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
             assert time.monotonic() - started < 1.5, "calls must not hang while Redis is down"
 
             server.start()
-            took = await eventually(_healthy(limits), timeout=5)
+            took = await eventually(is_healthy(limits), timeout=5)
             assert took < 3
             # The logins made during the outage now count cluster-wide.
             assert await other.leases.admit("x", IP, NO_CAPS) is None
@@ -349,7 +345,9 @@ def test_closed_mode_refuses_new_sessions_while_redis_is_down(
     assert len(infos) == 1 and "reachable again" in infos[0].getMessage()
 
 
-def _healthy(limits: RedisLimits) -> Callable[[], Awaitable[bool]]:
+def is_healthy(limits: RedisLimits) -> Callable[[], Awaitable[bool]]:
+    """For :func:`eventually`: whether ``limits`` is healthy (no outage, resynced)."""
+
     async def check() -> bool:
         return limits.stats().healthy
 
@@ -385,7 +383,7 @@ def test_open_mode_admits_a_share_and_resyncs_after_restart(
             assert not limits.stats().healthy
 
             server.start()  # empty: every lease is gone
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             # Exactly sessions 0 and 3 are registered again.
             assert await free_slots(other, ConnectionCaps(server=5)) == 3
             assert await free_slots(other, ConnectionCaps(per_ip=3), ip=IP) == 2
@@ -427,7 +425,7 @@ def test_paused_redis_times_out_and_stale_leases_are_dropped(
                 await limits.leases.release("1")
                 assert time.monotonic() - started < 1.5
                 assert not limits.stats().healthy
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             # Session 1's lease, still in Redis, was dropped; session 2's added.
             assert await free_slots(other, caps) == 1
             assert await other.leases.login("x", "alice", 1) is None
@@ -445,18 +443,14 @@ def test_uncapped_changes_do_not_wait_for_redis(
     server = redis_factory()
 
     async def main() -> None:
-        limits = RedisLimits(
-            server.url, namespace=redis_namespace, worker_id="w", socket_timeout=10
-        )
-        await limits.start()
-        try:
+        async with started(server, redis_namespace, worker_id="w", socket_timeout=10) as limits:
             with server.hung():
-                started = time.monotonic()
+                began = time.monotonic()
                 assert await limits.leases.admit("1", IP, NO_CAPS) is None
                 assert await limits.leases.login("1", "alice", None) is None
                 assert await limits.leases.admit("2", FOREIGN, NO_CAPS) is None
                 await limits.leases.release("2")
-                assert time.monotonic() - started < 2.5, "uncapped changes waited for Redis"
+                assert time.monotonic() - began < 2.5, "uncapped changes waited for Redis"
                 capped = asyncio.create_task(
                     limits.leases.admit("3", IP, ConnectionCaps(server=10))
                 )
@@ -473,8 +467,6 @@ def test_uncapped_changes_do_not_wait_for_redis(
                 "spare_slots": 0,  # a cap of 10 is too small for spares
             }
             assert limits.stats().healthy
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -547,7 +539,7 @@ def test_an_uncapped_change_that_fails_starts_the_outage(
             await eventually(unhealthy, timeout=5)
             assert await limits.leases.admit("2", IP, NO_CAPS) is Refusal.UNAVAILABLE
             server.start()
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             await limits.settled()
             # The resync registered the session the failed change was for.
             assert cluster_counts(server.client(), redis_namespace)["sessions"] == 1
@@ -570,7 +562,7 @@ def test_redis_that_never_answered(redis_factory: Callable[[], RedisServer]) -> 
             assert await limits.leases.admit("1", IP, NO_CAPS) is Refusal.UNAVAILABLE
             assert time.monotonic() - started < 1.5
             server.start()
-            await eventually(_healthy(limits), timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             assert await limits.leases.admit("1", IP, NO_CAPS) is None
         finally:
             await limits.close()
@@ -611,9 +603,7 @@ def test_leases_are_registered_again_after_a_restart(
 
 def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespace: str) -> None:
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             assert await limits.leases.admit("1", IP, NO_CAPS) is None
             await limits.settled()
             redis_server.client().script_flush()
@@ -626,8 +616,6 @@ def test_forgotten_scripts_are_reloaded(redis_server: RedisServer, redis_namespa
             assert redis_server.client().script_exists(*(s.sha for s in SCRIPTS)) == [True] * len(
                 SCRIPTS
             )
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -660,15 +648,9 @@ def test_connections_dropped_while_idle_are_no_outage(
 
     async def main() -> None:
         # A long TTL: no refresh reconnects on the worker's behalf meanwhile.
-        limits = RedisLimits(
-            server.url,
-            namespace=redis_namespace,
-            worker_id="w1",
-            on_failure="closed",
-            lease_ttl=60,
-        )
-        await limits.start()
-        try:
+        async with started(
+            server, redis_namespace, worker_id="w1", on_failure="closed", lease_ttl=60
+        ) as limits:
             # Both the lease channel and a pooled connection get used.
             assert await limits.leases.admit("1", IP, caps) is None
             assert await limits.leases.login("1", "alice", 1) is None
@@ -684,8 +666,6 @@ def test_connections_dropped_while_idle_are_no_outage(
             assert await limits.leases.admit("3", IP, caps) is None
             assert await limits.leases.admit("4", IP, caps) is Refusal.SERVER_FULL
             assert await limits.leases.login("3", "alice", 1) is Refusal.USER_FULL
-        finally:
-            await limits.close()
 
     run(main())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -752,9 +732,7 @@ def test_commands_per_mib_moved(redis_server: RedisServer, redis_namespace: str,
     buckets = [Bucket("server:write", rate), Bucket("user:alice:write", 2 * rate)]
 
     async def main() -> None:
-        limits = RedisLimits(redis_server.url, namespace=redis_namespace, worker_id="w")
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w") as limits:
             chunk = min(limits.bandwidth.chunk_size(bucket.rate) for bucket in buckets)
             before = limits.stats().commands_sent
             moved = 0
@@ -766,8 +744,6 @@ def test_commands_per_mib_moved(redis_server: RedisServer, redis_namespace: str,
             per_mib = (limits.stats().commands_sent - before) / (moved / MiB)
             assert 0 < per_mib <= 16
             assert limits.stats().healthy
-        finally:
-            await limits.close()
 
     run(main())
 

@@ -14,7 +14,7 @@ from ftp_cluster.shared.limits.redis import RedisLimits
 from ftp_cluster.shared.limits.redis.admin import cluster_counts, release_worker_leases
 from ftp_cluster.shared.limits.redis.spares import Spare, SparePool
 from tests.conftest import RedisServer
-from tests.shared.test_limits_redis import eventually, free_slots, run
+from tests.shared.test_limits_redis import eventually, free_slots, is_healthy, run, started
 
 IP = "127.0.0.1"
 FOREIGN = "127.0.0.2"
@@ -182,19 +182,13 @@ def test_without_spare_slots_every_capped_admission_asks_redis(
     redis_server: RedisServer, redis_namespace: str
 ) -> None:
     async def main() -> None:
-        limits = RedisLimits(
-            redis_server.url, namespace=redis_namespace, worker_id="w", spare_slots=0
-        )
-        await limits.start()
-        try:
+        async with started(redis_server, redis_namespace, worker_id="w", spare_slots=0) as limits:
             assert await limits.leases.admit("anchor", IP, FAR) is None
             before = limits.stats().commands_sent
             await churn(limits, "s", 10)
             assert limits.stats().commands_sent - before == 20
             counts = cluster_counts(redis_server.client(), redis_namespace)
             assert counts["spare_slots"] == 0
-        finally:
-            await limits.close()
 
     run(main())
 
@@ -350,11 +344,9 @@ def test_spares_free_during_an_outage_are_gone_after_it(
     server = redis_factory()
 
     async def main() -> None:
-        limits = RedisLimits(
-            server.url, namespace=redis_namespace, worker_id="w", on_failure="open", lease_ttl=30
-        )
-        await limits.start()
-        try:
+        async with started(
+            server, redis_namespace, worker_id="w", on_failure="open", lease_ttl=30
+        ) as limits:
             assert await limits.leases.admit("anchor", IP, FAR) is None
             assert await limits.leases.admit("on-spare", IP, FAR) is None  # asks for one
             await churn(limits, "warm", 2)
@@ -365,17 +357,12 @@ def test_spares_free_during_an_outage_are_gone_after_it(
                 assert not limits.stats().healthy
                 await limits.leases.release("on-spare")
 
-            async def resynced() -> bool:
-                return limits.stats().healthy
-
-            await eventually(resynced, timeout=5)
+            await eventually(is_healthy(limits), timeout=5)
             await limits.settled()
             counts = cluster_counts(server.client(), redis_namespace)
             assert counts["spare_slots"] == 0
             assert counts["sessions"] == 2  # anchor and offline
             assert counts["ips"] == {IP: 1, FOREIGN: 1}
-        finally:
-            await limits.close()
 
     run(main())
 

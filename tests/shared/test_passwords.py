@@ -9,7 +9,6 @@ only against this package's own output.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,15 +29,17 @@ from ftp_cluster.shared.passwords import (
 from ftp_cluster.shared.passwords.argon2id import hash_argon2id
 from ftp_cluster.shared.passwords.scrypt import hash_scrypt
 from ftp_cluster.shared.passwords.sha_crypt import MAX_ROUNDS, hash_sha_crypt
+from tests.programs import program
 
 PASSWORDS = ["Tr0ub4dor&3", "pässwörd", "x" * 100, "a b:c$d"]
 
 
-def openssl_passwd(flag: str, password: str, salt: str) -> str:
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl is not installed (Debian package: openssl)")
+def openssl_passwd(flag: str, password: str, salt: str | None = None) -> str:
+    """``password`` hashed by ``openssl passwd`` (``flag``: -5, -6); a random salt by default."""
+    program("openssl")
+    salted = ["-salt", salt] if salt is not None else []
     done = subprocess.run(
-        ["openssl", "passwd", flag, "-salt", salt, "-stdin"],
+        ["openssl", "passwd", flag, *salted, "-stdin"],
         input=password,
         capture_output=True,
         text=True,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import resource
-import shutil
 import subprocess
 from pathlib import Path
 
 import psutil
-import pytest
 
 from ftp_cluster.shared.host_limits import capacity_warnings, listen_backlog
 from ftp_cluster.shared.settings import ServerSettings
+from tests.programs import program
 from tests.supervisor.conftest import StartCluster
 from tests.supervisor.harness import wait_for
 
@@ -26,9 +25,7 @@ def open_files_limit(pid: int) -> tuple[int, int]:
 
 def listen_queue(port: int) -> set[int]:
     """The backlogs (``ss``'s Send-Q of a listening socket) of every socket on ``port``."""
-    ss = shutil.which("ss")
-    if ss is None:
-        pytest.fail("ss is not installed (Debian package 'iproute2'; .ci/run installs it)")
+    ss = program("ss", "iproute2")
     out = subprocess.run(
         [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
     ).stdout

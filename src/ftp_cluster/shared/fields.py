@@ -157,7 +157,9 @@ def networks(value: tuple[str, ...]) -> None:
         try:
             ipaddress.ip_network(text, strict=False)
         except ValueError:
-            raise Invalid("must be a list of IP networks such as '10.0.0.0/8'", text) from None
+            raise Invalid(
+                "must be a list of IP networks (CIDR) such as '10.0.0.0/8'", text
+            ) from None
 
 
 def single_line(value: str) -> None:

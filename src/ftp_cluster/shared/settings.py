@@ -206,14 +206,6 @@ def _postgres_url(value: str) -> None:
         )
 
 
-def _networks(value: tuple[str, ...]) -> None:
-    for entry in value:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise Invalid("must list IP addresses or networks (CIDR)", entry) from None
-
-
 @dataclass(frozen=True)
 class DefenderSettings:
     """The brute-force defender (``[defender]``): scores failures per IP, bans at a threshold."""
@@ -233,7 +225,7 @@ class DefenderSettings:
         0.5, "each further ban of an IP within a day lasts this much longer", check=at_least(0)
     )
     safelist: tuple[str, ...] = setting(
-        (), "IP addresses and networks that are never banned", check=_networks
+        (), "IP addresses and networks that are never banned", check=networks
     )
     login_delay: float = setting(
         1.0, "seconds before a failed login is answered", check=between(0, 60)

@@ -25,6 +25,8 @@ from typing import Any
 import psutil
 import redis
 
+from ftp_cluster.supervisor.listener import serve_waiting
+
 __all__ = [
     "ControlError",
     "ControlServer",
@@ -131,13 +133,7 @@ class ControlServer:
 
     def handle(self) -> None:
         """Serve the connections waiting (called when the socket is readable)."""
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            with conn:
-                self._serve(conn)
+        serve_waiting(self._sock, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         # Requests are one short line from a local client: a bounded blocking

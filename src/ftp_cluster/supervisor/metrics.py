@@ -40,6 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from ftp_cluster.supervisor.children import WorkerHandle
+from ftp_cluster.supervisor.listener import serve_waiting
 from ftp_cluster.worker.stats import FIGURES, TRANSFER_BUCKETS
 
 if TYPE_CHECKING:
@@ -264,13 +265,7 @@ class MetricsServer:
 
     def handle(self) -> None:
         """Answer the connections waiting (called when the socket is readable)."""
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            with conn:
-                self._serve(conn)
+        serve_waiting(self._sock, self._serve)
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(_REQUEST_TIMEOUT)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import hiredis
 import redis.asyncio.cluster
@@ -31,7 +31,12 @@ import redis.exceptions
 import redis.retry
 from redis.backoff import NoBackoff
 
-from ftp_cluster.shared.limits.redis.connection import CommandBuffer, CommandChannel, redact
+from ftp_cluster.shared.limits.redis.connection import (
+    CommandBuffer,
+    CommandChannel,
+    parse_host_list,
+    url_options,
+)
 
 __all__ = [
     "CLUSTER_SCHEMES",
@@ -75,37 +80,21 @@ def parse_cluster_url(url: str) -> ClusterURL | None:
     parts = urlsplit(url)
     if parts.scheme not in CLUSTER_SCHEMES:
         return None
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    nodes = tuple(_host_port(item) for item in hostlist.split(",") if item)
-    if not nodes:
-        raise ValueError(f"no node address in {redact(url)!r}")
+    username, password, nodes = parse_host_list(
+        url, parts.netloc, what="node", default_port=DEFAULT_PORT
+    )
     if parts.path not in ("", "/"):
         raise ValueError(f"a Redis Cluster has no databases: drop {parts.path!r}")
-    options: dict[str, Any] = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(options) - _TLS_OPTIONS - _BOOLEAN_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown Redis Cluster URL options: {', '.join(sorted(unknown))}")
+    options = url_options(parts.query, _TLS_OPTIONS | _BOOLEAN_OPTIONS, what="Redis Cluster")
     for name in _BOOLEAN_OPTIONS & set(options):
         options[name] = options[name].lower() in ("1", "true", "yes", "on")
     return ClusterURL(
         nodes=nodes,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        username=username,
+        password=password,
         ssl=CLUSTER_SCHEMES[parts.scheme],
         options=options,
     )
-
-
-def _host_port(item: str) -> tuple[str, int]:
-    if item.startswith("["):  # [IPv6]:port
-        host, _, rest = item[1:].partition("]")
-        port = rest.removeprefix(":")
-    else:
-        host, _, port = item.partition(":")
-    if not host:
-        raise ValueError(f"empty node host in {item!r}")
-    return host, int(port) if port else DEFAULT_PORT
 
 
 def _client_options(url: ClusterURL, socket_options: dict[str, Any]) -> dict[str, Any]:

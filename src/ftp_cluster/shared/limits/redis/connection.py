@@ -53,9 +53,11 @@ __all__ = [
     "SyncRedis",
     "async_client",
     "bulk",
+    "parse_host_list",
     "parse_sentinel_url",
     "redact",
     "sync_client",
+    "url_options",
 ]
 
 DEFAULT_SENTINEL_PORT = 26379
@@ -82,40 +84,59 @@ def parse_sentinel_url(url: str) -> SentinelURL | None:
     parts = urlsplit(url)
     if parts.scheme not in _SENTINEL_SCHEMES:
         return None
-    # urlsplit cannot take a comma-separated host list apart, so split by hand.
-    userinfo, _, hostlist = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    sentinels = tuple(_host_port(item) for item in hostlist.split(",") if item)
-    if not sentinels:
-        raise ValueError(f"no sentinel address in {redact(url)!r}")
+    username, password, sentinels = parse_host_list(
+        url, parts.netloc, what="sentinel", default_port=DEFAULT_SENTINEL_PORT
+    )
     path = [segment for segment in parts.path.split("/") if segment]
     if not path or len(path) > 2:
         raise ValueError(f"expected /service_name[/db] in {redact(url)!r}")
-    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(options) - _SENTINEL_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown Sentinel URL options: {', '.join(sorted(unknown))}")
+    options = url_options(parts.query, _SENTINEL_OPTIONS, what="Sentinel")
     return SentinelURL(
         sentinels=sentinels,
         service=unquote(path[0]),
         db=int(path[1]) if len(path) == 2 else 0,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        username=username,
+        password=password,
         sentinel_username=options.get("sentinel_username"),
         sentinel_password=options.get("sentinel_password"),
         ssl=_SENTINEL_SCHEMES[parts.scheme],
     )
 
 
-def _host_port(item: str) -> tuple[str, int]:
+def parse_host_list(
+    url: str, netloc: str, *, what: str, default_port: int
+) -> tuple[str | None, str | None, tuple[tuple[str, int], ...]]:
+    """The user, password and ``host[:port]`` list of a multi-host ``url``'s ``netloc``.
+
+    Serves the Sentinel and the Cluster URLs; ``what`` names a host in errors.
+    """
+    # urlsplit cannot take a comma-separated host list apart, so split by hand.
+    userinfo, _, hostlist = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    hosts = tuple(_host_port(item, what, default_port) for item in hostlist.split(",") if item)
+    if not hosts:
+        raise ValueError(f"no {what} address in {redact(url)!r}")
+    return unquote(username) or None, unquote(password) or None, hosts
+
+
+def _host_port(item: str, what: str, default_port: int) -> tuple[str, int]:
     if item.startswith("["):  # [IPv6]:port
         host, _, rest = item[1:].partition("]")
         port = rest.removeprefix(":")
     else:
         host, _, port = item.partition(":")
     if not host:
-        raise ValueError(f"empty sentinel host in {item!r}")
-    return host, int(port) if port else DEFAULT_SENTINEL_PORT
+        raise ValueError(f"empty {what} host in {item!r}")
+    return host, int(port) if port else default_port
+
+
+def url_options(query: str, allowed: set[str], *, what: str) -> dict[str, Any]:
+    """The ``?name=value`` options of a URL (the last of a repeated one), all in ``allowed``."""
+    options: dict[str, Any] = {key: values[-1] for key, values in parse_qs(query).items()}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown {what} URL options: {', '.join(sorted(unknown))}")
+    return options
 
 
 def redact(url: str) -> str:
