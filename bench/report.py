@@ -253,6 +253,12 @@ def _accounts_lines(results: dict[str, Any]) -> list[str]:
             text += f"database {f['db_s']:.3f} s: {f['db_logins_per_s']:.0f} logins/s through "
             text += f"the driver ({f['file_logins_per_s']:.0f}/s from the file)"
         lines.append(f"{text}, median of {f['rounds']} round(s){failed}")
+        for driver, rate in (f.get("drivers") or {}).items():
+            shown = "not installed"
+            if rate is not None:
+                shown = f"{rate['lookups_per_s']:.0f} lookups/s"
+                shown += f", {rate['cpu_us_per_lookup']:.0f} µs CPU each"
+            lines.append(f"16 user lookup without FTP, {driver}: {shown}")
     return lines
 
 

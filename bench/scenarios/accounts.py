@@ -16,8 +16,9 @@ Two servers, each started fresh:
   order alternating; the medians are compared (goal: warm <= 1.10x file).
 - ``cache off`` (``cache_seconds = 0``): every login is a query through the
   driver (asyncpg): as many rounds of a file pass and a database pass,
-  logins per second (the driver choice of issue 15; :mod:`bench.accounts_driver`
-  compares asyncpg and psycopg lookups without FTP).
+  logins per second; then :func:`bench.accounts_driver.compare` measures the
+  same lookup without FTP through asyncpg and psycopg (when installed): the
+  driver choice of issue 15.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections import Counter
 
 import asyncpg
 
+from bench.accounts_driver import compare
 from bench.client import FtpSession, failure_kind
 from bench.peers.base import Peer, Running, ServeSpec
 from bench.peers.ftp_cluster import FtpClusterPeer, cli_path
@@ -51,6 +53,8 @@ PASSWORD = "Bench-Db-Login-Pw-7431"
 _CACHED_SECONDS = 86_400  # far above any run: the warm pass never asks the database
 _DB_PREFIX, _FILE_PREFIX = "db", "file"
 _INIT_TIMEOUT = 60
+_DRIVER_LOOKUPS_PER_LOGIN = 10  # lookups per driver and round, per login of a pass
+_DRIVER_ROUNDS = 3
 
 
 @functools.cache
@@ -171,6 +175,11 @@ async def accounts_db(ctx: Context, server: Running, spec: ServeSpec) -> Figures
         "db_vs_file": db_s / file_s if file_s else None,
         "failures": counts(failures),
     }
+    if not cached and ctx.postgres is not None:
+        # The same lookup without FTP, through each driver installed (issue 15's choice).
+        ctx.reporter.detail("driver lookups without FTP")
+        lookups = _DRIVER_LOOKUPS_PER_LOGIN * logins
+        figures["drivers"] = await compare(ctx.postgres.url, lookups, min(rounds, _DRIVER_ROUNDS))
     return figures
 
 
@@ -188,4 +197,7 @@ def summarize_db(ctx: Context, results: dict[str, Figures]) -> Figures:
         else:
             summary["cache_off_logins_per_s"] = figures["db_logins_per_s"]
             summary["cache_off_vs_file"] = figures["db_vs_file"]
+            for driver, rate in (figures.get("drivers") or {}).items():
+                if rate is not None:
+                    summary[f"{driver}_lookups_per_s"] = rate["lookups_per_s"]
     return summary

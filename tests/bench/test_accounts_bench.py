@@ -51,6 +51,7 @@ def test_database_logins_scenario_produces_figures(tmp_path: Path) -> None:
         assert figures["file_s"] > 0 and figures["db_s"] > 0, (label, figures)
         assert len(figures["file_runs_s"]) == len(figures["db_runs_s"]) == 1
     assert runs["ftp-cluster-1 cached"]["db_cold_s"] > 0
+    assert runs["ftp-cluster-1 cache off"]["drivers"]["asyncpg"]["lookups_per_s"] > 0
     summary = results["scenarios"]["accounts_db"]["summary"]
     assert summary["warm_vs_file"] > 0 and summary["cache_off_logins_per_s"] > 0, summary
     target = next(c for c in results["targets"] if c["target"].startswith("warm DB logins"))
