@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the benchmark's OS-packaged peers that are missing (vsftpd; and
-# redis-server, which multi-worker ftp-cluster runs embedded), so that
+# redis-server, which multi-worker ftp-cluster runs embedded; PostgreSQL's
+# initdb/postgres for the private database of scenario 16), so that
 # `make bench` on a fresh Debian machine measures every server. Best effort:
 # when a package cannot be installed (no apt-get, not root and no sudo, no
 # network) it says why and the benchmark reports that server as skipped.
@@ -9,6 +10,8 @@ set -uo pipefail
 missing=()
 command -v vsftpd >/dev/null || [ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null; then

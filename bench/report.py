@@ -234,13 +234,41 @@ def _redis_cost_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _accounts_lines(results: dict[str, Any]) -> list[str]:
+    """Scenario 16: its runs are labelled by cache setting, not by server, so no table column."""
+    scenario = results["scenarios"].get("accounts_db")
+    if scenario is None:
+        return []
+    lines = []
+    for label, f in scenario["results"].items():
+        if "db_s" not in f:
+            lines.append(f"16 database logins, {label}: {_status(f)}")
+            continue
+        failed = f" (failures: {f['failures']})" if f.get("failures") else ""
+        text = f"16 {f['logins']} logins in a row, {label}: file {f['file_s']:.3f} s, "
+        if f.get("cached"):
+            text += f"database cold {f['db_cold_s']:.3f} s, warm {f['db_s']:.3f} s "
+            text += f"({f['db_vs_file']:.2f}x file)"
+        else:
+            text += f"database {f['db_s']:.3f} s: {f['db_logins_per_s']:.0f} logins/s through "
+            text += f"the driver ({f['file_logins_per_s']:.0f}/s from the file)"
+        lines.append(f"{text}, median of {f['rounds']} round(s){failed}")
+        for driver, rate in (f.get("drivers") or {}).items():
+            shown = "not installed"
+            if rate is not None:
+                shown = f"{rate['lookups_per_s']:.0f} lookups/s"
+                shown += f", {rate['cpu_us_per_lookup']:.0f} µs CPU each"
+            lines.append(f"16 user lookup without FTP, {driver}: {shown}")
+    return lines
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The results as text: one column per server, one row per headline figure, then notes."""
     header, rows, notes = _matrix(results)
-    lines = _grid(header, rows)
-    redis_cost = _redis_cost_lines(results)
-    if redis_cost:
-        lines += ["", *redis_cost]
+    lines = _grid(header, rows) if rows else []  # scenarios 9 and 16 alone: no table
+    extra = _redis_cost_lines(results) + _accounts_lines(results)
+    if extra:
+        lines += ["", *extra]
     lines += _peer_notes(results)
     lines += list(dict.fromkeys(notes))
     lines += [f"warning: {warning}" for warning in results.get("warnings", [])]
@@ -267,11 +295,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         "|" + "|".join(["---", *["---:"] * (len(header) - 1)]) + "|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
-        *(f"- {line}" for line in _redis_cost_lines(results)),
+        *(f"- {line}" for line in _redis_cost_lines(results) + _accounts_lines(results)),
         *(f"- {note}" for note in dict.fromkeys(notes)),
         *(f"- warning: {warning}" for warning in results.get("warnings", [])),
         "",
-        "Targets (issues 4 and 14):",
+        "Targets (issues 4, 14 and 15):",
         "",
     ]
     for check in results.get("targets", []):

@@ -23,6 +23,7 @@ from bench.files import Dataset, raise_fd_limit
 from bench.machine import describe
 from bench.peers import Peer, PeerUnavailable, build_peers
 from bench.peers.ftp_cluster import FtpClusterPeer
+from bench.private_postgres import PrivatePostgres
 from bench.private_redis import PrivateRedis
 from bench.proctree import LoadWatch
 from bench.rawlimit import measure_once, start_sender
@@ -38,6 +39,7 @@ from bench.scenarios import (
     make_certificate,
     raw_limit,
 )
+from bench.scenarios.accounts import prepare_database
 from bench.scenarios.scale import SESSIONS_PER_IDLE as CROWD_SESSIONS_PER_IDLE
 from bench.targets import evaluate
 
@@ -292,6 +294,22 @@ async def _start_redis(state: _Run, ctx: Context, redis: PrivateRedis) -> None:
     state.results["private_redis"] = {"url": redis.url, "version": redis.version()}
 
 
+async def _start_postgres(state: _Run, ctx: Context, postgres: PrivatePostgres) -> None:
+    """Scenario 16's database: started and filled before the plans (they name its URL)."""
+    wanted = any(s.key == "accounts_db" for s in state.options.scenarios)
+    if not wanted or not any(isinstance(peer, FtpClusterPeer) for peer in state.usable):
+        return
+    try:
+        await postgres.start()
+        await prepare_database(postgres.url, ctx.settings.clients)
+    except (PeerUnavailable, RuntimeError, OSError) as exc:
+        ctx.postgres_missing = f"private PostgreSQL: {exc}"
+        state.warnings.append(ctx.postgres_missing)
+        return
+    ctx.postgres = postgres
+    state.results["private_postgres"] = {"url": postgres.url, "version": postgres.version()}
+
+
 async def _scenarios(state: _Run, ctx: Context, progress_stream: Any) -> None:
     plans = state.plans(ctx)
     measure_raw = any(s.key == "retr_single" for s in state.options.scenarios)
@@ -340,6 +358,8 @@ def _versions(results: dict[str, Any]) -> dict[str, str]:
             versions[key] = entry["version"]
     if "private_redis" in results:
         versions["redis-server"] = results["private_redis"]["version"]
+    if "private_postgres" in results:
+        versions["postgresql"] = results["private_postgres"]["version"]
     for package in ("uvloop", "psutil", "redis", "matplotlib"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
@@ -364,15 +384,18 @@ async def run(options: Options, progress_stream: Any = None) -> dict[str, Any]:
         state.warnings.append(f"test files are not on tmpfs ({dataset.base}): disk speed may show")
     user, password = f"ftpbench{secrets.token_hex(3)}", secrets.token_hex(12)
     redis = PrivateRedis()
+    postgres = PrivatePostgres()
     try:
         state.setup_peers(dataset, user, password)
         ctx = Context(settings, dataset, user, password)
         if any(s.key in FTPS_KEYS for s in options.scenarios):
             ctx.tls = make_certificate(dataset.work)  # removed with the test files
         await _start_redis(state, ctx, redis)
+        await _start_postgres(state, ctx, postgres)
         await _scenarios(state, ctx, progress_stream)
     finally:
         await redis.stop()
+        await postgres.stop()
         state.teardown_peers()
         dataset.remove()
     results["machine"] = describe(_versions(results))

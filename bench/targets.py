@@ -1,4 +1,4 @@
-"""The speed goals of issues 4 and 14 (FTPS), checked against one run's figures (ratios within it).
+"""The speed goals of issues 4, 14 (FTPS) and 15 (database logins), checked against one run.
 
 These are goals, not assertions: each is reported as met, not met, or not
 measured (a figure it needs is missing, e.g. a peer was skipped).
@@ -148,6 +148,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "{:.1f}",
                 ),
             ]
+    checks += _accounts_checks(results)
     cost = results["scenarios"].get("redis_cost")
     if cost is not None:
         redis_label = next(
@@ -179,6 +180,18 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             ),
         ]
     return checks
+
+
+def _accounts_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's goal for scenario 16 (database users), from its summary."""
+    scenario = results["scenarios"].get("accounts_db")
+    if scenario is None:
+        return []
+    label = next((lbl for lbl in scenario["results"] if lbl.endswith(" cached")), "ftp-cluster-1")
+    ratio = (scenario.get("summary") or {}).get("warm_vs_file")
+    return [
+        _check(label, "warm DB logins <= 1.10x file logins", ratio, lambda v: v <= 1.10, "{:.2f}x")
+    ]
 
 
 def _ftps_checks(f: _Figures, c: str) -> list[dict[str, Any]]:
@@ -217,7 +230,7 @@ def _ftps_checks(f: _Figures, c: str) -> list[dict[str, Any]]:
 
 
 def render_targets(checks: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets (issues 4 and 14), ratios within this run:"]
+    lines = ["", "Targets (issues 4, 14 and 15), ratios within this run:"]
     for check in checks:
         mark = {True: "met", False: "NOT met", None: "n/a"}[check["met"]]
         lines.append(f"  {mark:8} {check['server']:26} {check['target']}: {check['shown']}")

@@ -55,6 +55,7 @@ class ServeSpec:
     redis_url: str | None = None  # ftp-cluster only: use this Redis instead of its default
     tls: TLSFiles | None = None  # serve explicit FTPS (AUTH TLS) with these; the client speaks it
     defender: bool = False  # ftp-cluster only: [defender] on (never bans: threshold far off)
+    extra_config: str = ""  # ftp-cluster only: TOML appended to its config ([accounts], users)
 
 
 @dataclass

@@ -98,7 +98,7 @@ class FtpClusterPeer(Peer):
             lines += ["login_delay = 0"]
         lines += ["", "[[users]]", f"login = {_toml_value(spec.user)}"]
         lines += [f"password = {_toml_value(spec.password)}", 'home_path = "/"']
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + spec.extra_config
 
     async def start(self, spec: ServeSpec, workdir: Path) -> Running:
         cli = cli_path()

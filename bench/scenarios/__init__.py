@@ -1,4 +1,4 @@
-"""The scenarios of issue 4 (1-9), the FTPS ones of issue 14 (10-14) and issue 17's 15.
+"""The scenarios of issue 4 (1-9), the FTPS ones of issue 14 (10-14), issue 17's 15, issue 15's 16.
 
 Every scenario drives a server through the same client (:mod:`bench.client`,
 :mod:`bench.load`) with the same account, files and settings; see
@@ -7,6 +7,7 @@ bench/README.md for what each measures.
 
 from __future__ import annotations
 
+from bench.scenarios.accounts import accounts_db, plan_accounts_db, summarize_db
 from bench.scenarios.base import (
     MB,
     Context,
@@ -134,6 +135,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         plan_crowd10k,
         summarize_crowd10k,
         merge=merge_transfer_rounds,
+    ),
+    Scenario(
+        16,
+        "accounts_db",
+        "Logins: database users vs file users",
+        "db_logins_per_s",
+        "logins/s",
+        False,
+        accounts_db,
+        plan_accounts_db,
+        summarize_db,
     ),
 )
 

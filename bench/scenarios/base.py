@@ -17,6 +17,7 @@ from bench.client import FtpSession
 from bench.files import Dataset
 from bench.load import Target, open_sessions
 from bench.peers.base import Peer, Running, ServeSpec, TLSFiles
+from bench.private_postgres import PrivatePostgres
 from bench.private_redis import PrivateRedis
 
 __all__ = [
@@ -99,6 +100,8 @@ class Context:
     raw_tls_rates: list[float] = field(default_factory=list)
     reporter: Reporter = field(default_factory=Reporter)
     tls: TLSFiles | None = None  # the run's certificate, when FTPS scenarios run
+    postgres: PrivatePostgres | None = None  # the private PostgreSQL, when scenario 16 runs
+    postgres_missing: str | None = None  # why there is none (scenario 16 says so)
 
     def spec(self, **changes: Any) -> ServeSpec:
         return replace(ServeSpec(self.dataset.root, self.user, self.password), **changes)
