@@ -90,11 +90,16 @@ class ProxiedTLSListener:
         while True:
             try:
                 conn, address = await loop.sock_accept(self.sock)
+            except ConnectionError:
+                continue  # reset before accept(): that peer's alone
             except OSError as error:
-                if error.errno in _SHORT_OF:
-                    log.error("implicit FTPS port: accept failed: %s; pausing", error)
-                    await asyncio.sleep(_RETRY_DELAY)
-                continue  # a connection reset before accept() was the peer's alone
+                if error.errno not in _SHORT_OF:
+                    # The socket is gone (EBADF, EINVAL): retrying would spin.
+                    log.error("implicit FTPS port: accept failed: %s; not accepting", error)
+                    return
+                log.error("implicit FTPS port: accept failed: %s; pausing", error)
+                await asyncio.sleep(_RETRY_DELAY)
+                continue
             self._connection(conn, normalise_host(address[0]))
 
     def _connection(self, conn: socket.socket, peer: str) -> None:
