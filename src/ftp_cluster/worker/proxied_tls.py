@@ -71,6 +71,7 @@ class ProxiedTLSListener:
 
     @property
     def accepting(self) -> bool:
+        """Whether the listening socket is still open."""
         return self._accepting is not None
 
     def close(self) -> None:
