@@ -20,15 +20,13 @@ import ssl
 import time
 from typing import cast
 
-from ftp_cluster.shared.accounts.database import AccountsUnavailable
 from ftp_cluster.shared.limits.base import Refusal
-from ftp_cluster.shared.users import User
 from ftp_cluster.worker import defence
 from ftp_cluster.worker.context import WorkerContext
 from ftp_cluster.worker.datachannel import DataChannel, Moved, NotProtected, SocketChannel
 from ftp_cluster.worker.endpoints import NoFreePort, PassiveListener, connect_active
 from ftp_cluster.worker.filesystem import UserFileSystem
-from ftp_cluster.worker.password_check import ChecksBusy
+from ftp_cluster.worker.login import log_in
 from ftp_cluster.worker.protocol.addresses import normalise_host
 from ftp_cluster.worker.protocol.proxy_header import ProxyHeaderError
 from ftp_cluster.worker.protocol.requests import (
@@ -52,7 +50,7 @@ from ftp_cluster.worker.protocol.requests import (
 )
 from ftp_cluster.worker.protocol.session import Session
 from ftp_cluster.worker.proxied import HeaderWait, client_host, header_timeout
-from ftp_cluster.worker.quota import UserQuota, quota_status
+from ftp_cluster.worker.quota import quota_status
 from ftp_cluster.worker.throttle import ConnectionBuckets, Throttle, throttle_for
 from ftp_cluster.worker.tls import CertificateError, after_control_handshake
 from ftp_cluster.worker.tls_channel import TLSChannel, TLSWire
@@ -451,62 +449,14 @@ class ControlConnection(asyncio.Protocol):
         raise TypeError(f"unknown request {request!r}")
 
     async def _authenticate(self, request: Authenticate) -> Outcome:
-        outcome = await self._check_login(request)
-        if type(outcome) is Failed and outcome.reason in defence.OFFENCES:
-            assert self.session is not None
-            await defence.login_failed(
-                self.ctx.limits.bans, self.session.peer, request.login, outcome.reason
-            )
-        return outcome
-
-    async def _check_login(self, request: Authenticate) -> Outcome:
-        ctx = self.ctx
-        try:
-            user = await self._find_user(request.login)
-        except AccountsUnavailable:
-            return Failed(Failure.UNAVAILABLE)
-        if user is None:
-            return Failed(Failure.UNKNOWN_USER)
-        if request.password is None:
-            if user.password is not None or user.password_hash is not None:
-                return Failed(Failure.BAD_PASSWORD)
-        elif user.password_hash is None:
-            if not user.check_password(request.password):
-                return Failed(Failure.BAD_PASSWORD)
-        # A password hash costs tens of milliseconds by design: off the loop.
-        else:
-            try:
-                right = await ctx.passwords.verify(user.key, user.password_hash, request.password)
-            except ChecksBusy:
-                return Failed(Failure.UNAVAILABLE)
-            if not right:
-                return Failed(Failure.BAD_PASSWORD)
-        refusal = await ctx.limits.leases.login(self.session_id, user.key, user.maximum_connections)
-        if refusal is Refusal.UNAVAILABLE:
-            return Failed(Failure.UNAVAILABLE)
-        if refusal is not None:
-            return Failed(Failure.USER_LIMIT)
-        quota = UserQuota.of(
-            user,
-            quotas=ctx.limits.quotas,
-            settings=ctx.settings,
-            scans=ctx.quota_scans,
-            path_io=ctx.path_io,
-            root=ctx.root_for(user),
-        )
-        self._fs = UserFileSystem(ctx.path_io, ctx.root_for(user), quota)
-        if quota is not None:
-            await quota.logged_in()
-        return Done(user)
+        done = await log_in(self.ctx, self.session_id, self._peer(), request)
+        if done.files is not None:
+            self._fs = done.files
+        return done.outcome
 
     def _peer(self) -> str:
         assert self.session is not None
         return self.session.peer
-
-    async def _find_user(self, login: str) -> User | None:
-        if self.ctx.accounts is None:
-            return self.ctx.options.users.find(login)
-        return await self.ctx.accounts.find(login)
 
     def _login(self) -> str | None:
         """The logged-in session's login name, for its log events."""
