@@ -214,10 +214,12 @@ def test_a_stalled_handshake_times_out(contexts: TLSContexts, stalled: socket.so
 def test_sessions_lend_the_certificate_the_worker_read_once(
     ca: trustme.CA, contexts: TLSContexts, tmp_path: Path
 ) -> None:
-    """A session's context holds no certificate: it lends the one read at start-up.
+    """Sessions serve the certificate the worker read at start-up, never the disk's.
 
-    So a renewal half written on disk meanwhile reaches no running worker,
-    and each session's context costs no key loading (bench scenario 14).
+    A renewal half written on disk meanwhile (or a key removed) must reach no
+    running worker: new sessions still handshake and their data connections
+    still resume. (That a session's context loads no key is a cost, measured
+    by bench scenario 14, not something a test here can see.)
     """
     (tmp_path / "chain.pem").write_text("a renewal, half written")
     (tmp_path / "key.pem").unlink()
